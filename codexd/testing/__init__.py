@@ -1,0 +1,1 @@
+"""Public testing kit for codexd and for programs that embed it (like ``trio.testing``)."""

@@ -1,0 +1,42 @@
+"""Developer and CI sessions.
+
+The sessions run in the environment nox itself was installed into (``python=False``): install
+once with ``pip install -e '.[dev]'`` (the README's first command does), then ``nox`` runs them
+all. The Codex binary comes from the ``openai-codex-cli-bin`` dependency; tests that need it fail
+loudly when it is missing, they never skip.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests", "smoke"]
+nox.options.error_on_missing_interpreters = True
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """The test suite (pytest + pytest-trio), real Codex binary included."""
+    session.run(sys.executable, "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.run(sys.executable, "-m", "ruff", "check", "codexd", "tests", "noxfile.py")
+    session.run(sys.executable, "-m", "ruff", "format", "--check", "codexd", "tests", "noxfile.py")
+
+
+@nox.session(python=False)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.run(sys.executable, "-m", "mypy", "--strict", "codexd")
+
+
+@nox.session(python=False)
+def smoke(session: nox.Session) -> None:
+    """The embedded smoke, then the real-Codex smoke against the fake model provider."""
+    session.run(sys.executable, "-m", "codexd", "smoke")
+    session.run(sys.executable, "-m", "codexd", "smoke", "--real")
