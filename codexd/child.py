@@ -93,7 +93,39 @@ def _signal_name(returncode: int) -> str | None:
         return f"SIG{-returncode}"
 
 
-def _kill_group(pid: int, sig: signal.Signals) -> None:
+def register_owned(store: Store, pid: int, kind: str, argv0: str) -> None:
+    """Record a process this daemon owns, so a successor can reap it if we die (next batch)."""
+    owned = dict(store.meta.get("owned_processes") or {})
+    owned[str(pid)] = {"startTicks": process_start_ticks(pid), "kind": kind, "argv0": argv0}
+    store.set_meta_soon("owned_processes", owned)
+
+
+def unregister_owned(store: Store, pid: int) -> None:
+    """Forget an owned process once it has been waited for."""
+    owned = dict(store.meta.get("owned_processes") or {})
+    if owned.pop(str(pid), None) is not None:
+        store.set_meta_soon("owned_processes", owned)
+
+
+async def stop_process_group(process: trio.Process, grace_s: float) -> None:
+    """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL it; always reap.
+
+    Safe to call on a process that already exited. Call it shielded from cancellation when it
+    runs on a cleanup path, or the child may be left running.
+    """
+    if process.returncode is None:
+        kill_group(process.pid, signal.SIGTERM)
+        with trio.move_on_after(grace_s):
+            await process.wait()
+        if process.returncode is None:
+            kill_group(process.pid, signal.SIGKILL)
+            await process.wait()
+    # Anything the process left behind in its group goes with it.
+    kill_group(process.pid, signal.SIGKILL)
+
+
+def kill_group(pid: int, sig: signal.Signals) -> None:
+    """Send ``sig`` to the process group ``pid`` (falling back to the process itself)."""
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -195,13 +227,7 @@ class ManagedChild:
         process = await self._spawn()
         self.process = process
         started_at = _time.now_iso()
-        owned = dict(self.store.meta.get("owned_processes") or {})
-        owned[str(process.pid)] = {
-            "startTicks": process_start_ticks(process.pid),
-            "kind": self.spec.kind,
-            "argv0": self.spec.argv[0],
-        }
-        self.store.set_meta_soon("owned_processes", owned)
+        register_owned(self.store, process.pid, self.spec.kind, self.spec.argv[0])
         await self.store.record(
             "child.started",
             f"Started {self.spec.kind} child process {process.pid}.",
@@ -239,21 +265,12 @@ class ManagedChild:
         await self._terminate()
 
     async def _terminate(self) -> None:
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        _kill_group(process.pid, signal.SIGTERM)
-        with trio.move_on_after(self.spec.grace_s):
-            await process.wait()
-            return
-        _kill_group(process.pid, signal.SIGKILL)
-        await process.wait()
+        if self.process is not None:
+            await stop_process_group(self.process, self.spec.grace_s)
 
     async def _record_exit(self, started_at: str) -> ChildExit:
         process = self.process
         assert process is not None
-        # Anything the child left behind in its group goes with it.
-        _kill_group(process.pid, signal.SIGKILL)
         returncode = process.returncode
         assert returncode is not None
         code = returncode if returncode >= 0 else None
@@ -265,9 +282,7 @@ class ManagedChild:
         ok = requested or code == 0
         status: Literal["stopped", "failed"] = "stopped" if ok else "failed"
         error = None if ok else f"child {child_exit.describe()}"
-        owned = dict(self.store.meta.get("owned_processes") or {})
-        owned.pop(str(process.pid), None)
-        self.store.set_meta_soon("owned_processes", owned)
+        unregister_owned(self.store, process.pid)
         await self.store.record(
             "child.exited",
             f"{self.spec.kind} child {process.pid} {child_exit.describe()}.",
@@ -339,12 +354,12 @@ async def reap_leftovers(store: Store, grace_s: float) -> list[dict[str, Any]]:
         ticks = process_start_ticks(pid)
         if ticks is None or ticks != info.get("startTicks"):
             continue
-        _kill_group(pid, signal.SIGTERM)
+        kill_group(pid, signal.SIGTERM)
         with trio.move_on_after(grace_s):
             while process_start_ticks(pid) == ticks:  # noqa: ASYNC110 - no event to wait on
                 await trio.sleep(0.05)
         if process_start_ticks(pid) == ticks:
-            _kill_group(pid, signal.SIGKILL)
+            kill_group(pid, signal.SIGKILL)
         reaped.append({"pid": pid, **info})
     if owned:
         store.set_meta_soon("owned_processes", {})
@@ -376,8 +391,12 @@ __all__ = [
     "ChildSpec",
     "ManagedChild",
     "build_env",
+    "kill_group",
     "preview",
     "process_start_ticks",
     "reap_leftovers",
+    "register_owned",
     "signal_name",
+    "stop_process_group",
+    "unregister_owned",
 ]
