@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import click
@@ -169,3 +170,381 @@ def _toml_value(value: Any) -> str:
     if value is None:
         return '""  # unset'
     return json.dumps(value)
+
+
+# ---- API client commands -----------------------------------------------------------------
+
+
+def _state_dir(ctx: click.Context) -> Path:
+    return _load(ctx).state_path
+
+
+def _call(ctx: click.Context, method: str, params: dict[str, Any] | None = None) -> Any:
+    """Call the running daemon; exit 3 if unreachable, 1 on an API error."""
+    from .client import ApiError, DaemonUnreachable, open_client
+
+    state_dir = _state_dir(ctx)
+
+    async def go() -> Any:
+        async with open_client(state_dir) as client:
+            return await client.call(method, params or {})
+
+    try:
+        return trio.run(go)
+    except DaemonUnreachable as exc:
+        click.echo(f"codexd: {exc}", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    except ApiError as exc:
+        field = f" (field: {exc.field})" if exc.field else ""
+        click.echo(f"codexd: {exc.message}{field}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+def _emit(data: Any, as_json: bool, table: list[str] | None = None) -> None:
+    if as_json or table is None:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for line in table:
+            click.echo(line)
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> list[str]:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths)
+    return [fmt.format(*headers)] + [fmt.format(*row) for row in rows]
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@main.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the running daemon's status."""
+    snap = _call(ctx, "daemon/status")
+    d, c = snap["daemon"], snap["child"]
+    lines = [
+        f"daemon   {snap['daemonId']}  pid {d['pid']}  {d['status']}  mode {d['mode']}",
+        f"child    {c['status']}  pid {c['pid']}  restarts {c['restartCount']}"
+        + (f"  error: {c['lastError']}" if c.get("lastError") else ""),
+        f"sessions {len(snap['sessions'])}  runs {snap['runs']}"
+        f"  pending approvals {snap['pendingApprovals']}  last seq {snap['lastSeq']}",
+    ]
+    _emit(snap, as_json, lines)
+
+
+@main.command("restart-child")
+@click.pass_context
+def restart_child(ctx: click.Context) -> None:
+    """Restart an app-server child that hit its restart limit."""
+    _call(ctx, "daemon/restartChild")
+    click.echo("restart requested")
+
+
+@main.group()
+def session() -> None:
+    """Manage sessions (app-server threads)."""
+
+
+def _session_rows(sessions: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        [
+            s["sessionId"],
+            s["status"],
+            s["purpose"],
+            s.get("threadId") or "-",
+            s.get("lastTurnStatus") or "-",
+        ]
+        for s in sessions
+    ]
+    return _table(rows, ["SESSION", "STATUS", "PURPOSE", "THREAD", "LAST TURN"])
+
+
+@session.command("create")
+@click.option("--purpose", default="general")
+@click.option("--cwd")
+@click.option("--model")
+@click.option("--approval-policy", help="untrusted, on-request or never")
+@click.option(
+    "--sandbox", type=click.Choice(["read-only", "workspace-write", "danger-full-access"])
+)
+@click.option("--thread-id", help="Resume this existing thread.")
+@json_option
+@click.pass_context
+def session_create(
+    ctx: click.Context,
+    purpose: str,
+    cwd: str | None,
+    model: str | None,
+    approval_policy: str | None,
+    sandbox: str | None,
+    thread_id: str | None,
+    as_json: bool,
+) -> None:
+    """Open a session (a new thread, or --thread-id to resume one)."""
+    params = {
+        "purpose": purpose,
+        "cwd": cwd,
+        "model": model,
+        "approvalPolicy": approval_policy,
+        "sandbox": sandbox,
+        "threadId": thread_id,
+    }
+    s = _call(ctx, "session/create", {k: v for k, v in params.items() if v is not None})
+    _emit(s, as_json, [s["sessionId"]])
+
+
+@session.command("list")
+@click.option("--status", type=click.Choice(["active", "closed"]))
+@json_option
+@click.pass_context
+def session_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List sessions."""
+    result = _call(ctx, "session/list", {"status": status} if status else {})
+    _emit(result, as_json, _session_rows(result["sessions"]))
+
+
+@session.command("show")
+@click.argument("session_id")
+@json_option
+@click.pass_context
+def session_show(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    """Show one session."""
+    s = _call(ctx, "session/get", {"sessionId": session_id})
+    _emit(s, as_json, [f"{k}: {v}" for k, v in s.items()])
+
+
+@session.command("close")
+@click.argument("session_id")
+@json_option
+@click.pass_context
+def session_close(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    """Close a session."""
+    s = _call(ctx, "session/close", {"sessionId": session_id})
+    _emit(s, as_json, [f"{s['sessionId']} {s['status']}"])
+
+
+@main.command()
+@click.argument("session_id")
+@click.argument("text")
+@click.option("--wait", is_flag=True, help="Wait for the turn to end; print the final message.")
+@click.option("--steer", "steer_turn_id", help="Steer this running turn instead of starting one.")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait with --wait.")
+@json_option
+@click.pass_context
+def turn(
+    ctx: click.Context,
+    session_id: str,
+    text: str,
+    wait: bool,
+    steer_turn_id: str | None,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Start (or --steer) a turn; with --wait, exit 1 unless it completed."""
+    params: dict[str, Any] = {"sessionId": session_id, "input": text}
+    if steer_turn_id:
+        params["expectedTurnId"] = steer_turn_id
+    accepted = _call(ctx, "turn/start", params)
+    if not wait:
+        _emit(accepted, as_json, [accepted["turnId"]])
+        return
+    if not as_json:
+        click.echo(f"turn {accepted['turnId']} running...", err=True)
+    wait_params: dict[str, Any] = {"sessionId": session_id, "turnId": accepted["turnId"]}
+    if timeout is not None:
+        wait_params["timeoutS"] = timeout
+    result = _call(ctx, "turn/wait", wait_params)
+    lines = [result.get("finalMessage") or ""]
+    if result["status"] != "completed":
+        lines.append(f"turn {result['turnId']} {result['status']}: {result.get('error')}")
+    _emit(result, as_json, lines)
+    sys.exit(0 if result["status"] == "completed" else EXIT_FAILED)
+
+
+@main.command()
+@click.argument("session_id")
+@json_option
+@click.pass_context
+def interrupt(ctx: click.Context, session_id: str, as_json: bool) -> None:
+    """Interrupt the session's current turn."""
+    result = _call(ctx, "turn/interrupt", {"sessionId": session_id})
+    _emit(result, as_json, [f"turn {result['turnId']} {result['status']}"])
+
+
+@main.group()
+def run() -> None:
+    """Queue and inspect one-shot `codex exec` runs."""
+
+
+def _run_rows(runs: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        [r["runId"], r["status"], r["purpose"], (r.get("summary") or r.get("error") or "")[:60]]
+        for r in runs
+    ]
+    return _table(rows, ["RUN", "STATUS", "PURPOSE", "SUMMARY"])
+
+
+@run.command("create")
+@click.argument("prompt")
+@click.option("--cwd")
+@click.option(
+    "--sandbox", type=click.Choice(["read-only", "workspace-write", "danger-full-access"])
+)
+@click.option("--model")
+@click.option("--profile")
+@click.option("--purpose")
+@click.option("--timeout", type=float, help="Seconds before the run is stopped (timed_out).")
+@click.option("-c", "--config", "overrides", multiple=True, help="Codex key=value override.")
+@click.option("--wait", is_flag=True, help="Wait for the run to end; exit 1 unless completed.")
+@json_option
+@click.pass_context
+def run_create(
+    ctx: click.Context,
+    prompt: str,
+    cwd: str | None,
+    sandbox: str | None,
+    model: str | None,
+    profile: str | None,
+    purpose: str | None,
+    timeout: float | None,
+    overrides: tuple[str, ...],
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Queue a run."""
+    params = {
+        "prompt": prompt,
+        "cwd": cwd,
+        "sandbox": sandbox,
+        "model": model,
+        "profile": profile,
+        "purpose": purpose,
+        "timeoutS": timeout,
+        "config": list(overrides) or None,
+    }
+    created = _call(ctx, "run/create", {k: v for k, v in params.items() if v is not None})
+    if not wait:
+        _emit(created, as_json, [created["runId"]])
+        return
+    if not as_json:
+        click.echo(f"run {created['runId']} queued...", err=True)
+    result = _call(ctx, "run/wait", {"runId": created["runId"]})
+    lines = [result.get("summary") or ""]
+    if result["status"] != "completed":
+        lines.append(f"run {result['runId']} {result['status']}: {result.get('error')}")
+    _emit(result, as_json, lines)
+    sys.exit(0 if result["status"] == "completed" else EXIT_FAILED)
+
+
+@run.command("list")
+@click.option("--status")
+@json_option
+@click.pass_context
+def run_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List runs."""
+    result = _call(ctx, "run/list", {"status": status} if status else {})
+    _emit(result, as_json, _run_rows(result["runs"]))
+
+
+@run.command("show")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show one run."""
+    r = _call(ctx, "run/get", {"runId": run_id})
+    _emit(r, as_json, [f"{k}: {v}" for k, v in r.items()])
+
+
+@run.command("cancel")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+def run_cancel(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Cancel a queued or running run."""
+    r = _call(ctx, "run/cancel", {"runId": run_id})
+    _emit(r, as_json, [f"{r['runId']} {r['status']}"])
+
+
+@main.group()
+def approvals() -> None:
+    """Pending server requests (approvals, user input) and their answers."""
+
+
+@approvals.command("list")
+@click.option("--status")
+@json_option
+@click.pass_context
+def approvals_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List approvals."""
+    result = _call(ctx, "approval/list", {"status": status} if status else {})
+    rows = [
+        [a["approvalId"], a["status"], a["method"], a.get("summary", "")[:60]]
+        for a in result["approvals"]
+    ]
+    _emit(result, as_json, _table(rows, ["APPROVAL", "STATUS", "METHOD", "SUMMARY"]))
+
+
+@approvals.command("respond")
+@click.argument("approval_id")
+@click.argument("decision", type=click.Choice(["accept", "acceptForSession", "decline", "cancel"]))
+@json_option
+@click.pass_context
+def approvals_respond(ctx: click.Context, approval_id: str, decision: str, as_json: bool) -> None:
+    """Answer a pending approval."""
+    a = _call(ctx, "approval/respond", {"approvalId": approval_id, "decision": decision})
+    _emit(a, as_json, [f"{a['approvalId']} {a['status']}"])
+
+
+@main.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming live events.")
+@click.option("--since", type=int, default=0, help="Replay events after this seq.")
+@click.option("--type", "type_prefix", help="Only event types starting with this.")
+@click.option("--session", "session_id")
+@click.option("--run", "run_id")
+@json_option
+@click.pass_context
+def events(
+    ctx: click.Context,
+    follow: bool,
+    since: int,
+    type_prefix: str | None,
+    session_id: str | None,
+    run_id: str | None,
+    as_json: bool,
+) -> None:
+    """Print stored events after --since; with --follow, keep streaming."""
+    from .client import DaemonUnreachable, open_client
+
+    state_dir = _state_dir(ctx)
+
+    async def go() -> None:
+        async with open_client(state_dir) as client:
+            last = (await client.call("daemon/status"))["lastSeq"]
+            if since >= last and not follow:
+                return
+            async for event in client.subscribe(
+                since, type_prefix=type_prefix, session_id=session_id, run_id=run_id
+            ):
+                if event.get("dropped"):
+                    click.echo(f"codexd: dropped: {event.get('reason')}", err=True)
+                    sys.exit(EXIT_FAILED)
+                if as_json:
+                    click.echo(json.dumps(event))
+                else:
+                    click.echo(
+                        f"{event['seq']:>8}  {event['ts']}  {event['level']:<5}"
+                        f"  {event['type']}  {event['message']}"
+                    )
+                if not follow and event["seq"] >= last:
+                    return
+
+    try:
+        trio.run(go)
+    except DaemonUnreachable as exc:
+        click.echo(f"codexd: {exc}", err=True)
+        sys.exit(EXIT_UNREACHABLE)

@@ -17,11 +17,23 @@ import trio
 
 from . import __version__, _time
 from ._binary import bundled_codex, with_codex_path
+from .approvals import ApprovalBroker
 from .child import ChildSpec, ManagedChild, reap_leftovers
 from .config import Config
-from .errors import ChildSpawnError, InvalidRequest, NotFound
-from .records import ChildState, DaemonInfo, Session, Snapshot, to_wire
+from .errors import ChildSpawnError, InvalidRequest, NotFound, WrongMode
+from .records import (
+    Approval,
+    ChildState,
+    DaemonInfo,
+    Session,
+    Snapshot,
+    TurnAccepted,
+    TurnResult,
+    to_wire,
+)
+from .sessions import SessionManager
 from .store import EventFilter, Store, Subscription, new_id
+from .supervisor import AppServerSupervisor
 
 
 class Daemon:
@@ -46,9 +58,15 @@ class Daemon:
             started_at=_time.now_iso(),
             state_dir=str(config.state_path),
         )
-        self.child: ManagedChild | None = None
+        self._plain: ManagedChild | None = None
         self._child_done = trio.Event()
         self._child_done.set()
+        self.sessions = SessionManager(store, config, self, nursery)
+        self.approvals = ApprovalBroker(store, config, nursery, self.sessions.thread_sessions)
+        self.sessions.on_server_request_resolved = self.approvals.server_resolved
+        self.supervisor: AppServerSupervisor | None = None
+        self.api: Any = None
+        self._api_scope = trio.CancelScope()
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -67,6 +85,13 @@ class Daemon:
             stderr_tail_bytes=cfg.stderr_tail_bytes,
             kind="smoke" if self._plain_child else "app-server",
         )
+
+    @property
+    def child(self) -> ManagedChild | None:
+        """The current child process incarnation, if one was spawned."""
+        if self.supervisor is not None:
+            return self.supervisor.child
+        return self._plain
 
     @property
     def endpoint(self) -> str:
@@ -90,18 +115,51 @@ class Daemon:
             },
         )
         await reap_leftovers(self.store, self.config.stop.grace_s)
-        if self.config.mode == "app-server" or self._plain_child:
-            if self.config.child.strategy == "external" and not self._plain_child:
+        await self.approvals.recover()
+        if self._plain_child:
+            await self._start_child()
+        elif self.config.mode == "app-server":
+            external = self.config.child.strategy == "external"
+            if external:
                 await self.store.record(
                     "child.external",
                     f"codexd is pointing at external endpoint {self.endpoint}.",
                     records=[ChildState(status="external", started_at=_time.now_iso())],
                 )
-            else:
-                await self._start_child()
+            self.supervisor = AppServerSupervisor(
+                self.store,
+                self.config,
+                self.sessions,
+                self.approvals,
+                None if external else self._child_spec(),
+            )
+            self._child_done = trio.Event()
+            supervisor = self.supervisor
+
+            async def run_supervisor(
+                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+            ) -> None:
+                try:
+                    await supervisor.run(task_status=task_status)
+                finally:
+                    self._child_done.set()
+
+            await self._nursery.start(run_supervisor)
+            with trio.move_on_after(self.config.turns.request_timeout_s + 5):
+                await supervisor.wait_settled()
         else:
             await self.store.save(ChildState(status="idle"))
+        if self.config.api.enabled and not self._plain_child:
+            from .api import ApiServer
+
+            self.api = ApiServer(self)
+            url = await self._nursery.start(self._run_api)
+            self._set_info(api_url=url)
         self._set_info(status="running")
+
+    async def _run_api(self, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        with self._api_scope:
+            await self.api.run(task_status=task_status)
 
     async def _start_child(self) -> None:
         spec = self._child_spec()
@@ -119,13 +177,17 @@ class Daemon:
             finally:
                 self._child_done.set()
 
-        self.child = child
+        self._plain = child
         await self._nursery.start(run_child)
 
     async def _shutdown(self) -> None:
         self._set_info(status="stopping")
-        if self.child is not None:
-            self.child.request_stop()
+        # No new requests while we stop: close the API first.
+        self._api_scope.cancel()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        elif self._plain is not None:
+            self._plain.request_stop()
         await self._child_done.wait()
         child = self.store.child_state
         if child.status == "external":
@@ -145,9 +207,12 @@ class Daemon:
         for run in self.store.runs.values():
             runs[run.status] = runs.get(run.status, 0) + 1
         pending = sum(1 for a in self.store.approvals.values() if a.status == "pending")
+        info = self.info
+        if info.status == "running" and self.store.child_state.status == "failed":
+            info = attrs.evolve(info, status="degraded")
         return Snapshot(
             daemon_id=self.store.daemon_id,
-            daemon=self.info,
+            daemon=info,
             child=self.store.child_state,
             sessions=self.store.list_sessions(),
             runs=runs,
@@ -234,6 +299,101 @@ class Daemon:
             records=[closed],
         )
         return closed
+
+    # ---- the app-server: sessions, turns, approvals ---------------------------------------
+
+    async def client(self) -> Any:
+        """The connected app-server client (waits, bounded, while it starts or restarts)."""
+        if self.supervisor is None:
+            raise WrongMode("no app-server in this mode (config mode is 'exec')")
+        return await self.supervisor.client()
+
+    async def create_session(
+        self,
+        purpose: str = "general",
+        *,
+        cwd: str | None = None,
+        model: str | None = None,
+        model_provider: str | None = None,
+        approval_policy: Any = None,
+        sandbox: str | None = None,
+        base_instructions: str | None = None,
+        developer_instructions: str | None = None,
+        personality: str | None = None,
+        service_tier: str | None = None,
+        config: dict[str, Any] | None = None,
+        thread_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Session:
+        """Open a session: a new app-server thread, or ``thread/resume`` of ``thread_id``."""
+        settings = {
+            "cwd": cwd,
+            "model": model,
+            "modelProvider": model_provider,
+            "approvalPolicy": approval_policy,
+            "sandbox": sandbox,
+            "baseInstructions": base_instructions,
+            "developerInstructions": developer_instructions,
+            "personality": personality,
+            "serviceTier": service_tier,
+            "config": config,
+        }
+        return await self.sessions.create_session(
+            purpose,
+            thread_id=thread_id,
+            metadata=_string_map(metadata, "metadata"),
+            settings=settings,
+        )
+
+    async def start_turn(
+        self,
+        session_id: str,
+        input: Any,
+        *,
+        expected_turn_id: str | None = None,
+        **overrides: Any,
+    ) -> TurnAccepted:
+        """Start a turn on the session's thread; with ``expected_turn_id``, steer that turn.
+
+        ``overrides`` take the app-server's per-turn options in camelCase (``model``,
+        ``effort``, ``approvalPolicy``, ``sandboxPolicy``, ``cwd``, ``outputSchema``, ...).
+        """
+        return await self.sessions.start_turn(
+            session_id, input, expected_turn_id=expected_turn_id, overrides=overrides
+        )
+
+    async def interrupt_turn(self, session_id: str) -> TurnResult:
+        """Interrupt the session's current turn (bounded); returns how the turn ended."""
+        return await self.sessions.interrupt_turn(session_id)
+
+    async def wait_turn(
+        self, session_id: str, turn_id: str | None = None, timeout: float | None = None
+    ) -> TurnResult:
+        """Wait for a turn (default: the current or last one) to end; ``timeout`` in seconds."""
+        return await self.sessions.wait_turn(session_id, turn_id, timeout)
+
+    def list_approvals(
+        self, *, status: str | None = None, session_id: str | None = None
+    ) -> list[Approval]:
+        return self.approvals.list(status=status, session_id=session_id)
+
+    def get_approval(self, approval_id: str) -> Approval:
+        approval = self.store.get_approval(approval_id)
+        if approval is None:
+            raise NotFound(f"unknown approval {approval_id!r}", field="approvalId")
+        return approval
+
+    async def respond_approval(
+        self, approval_id: str, decision: str, *, answers: Any = None, content: Any = None
+    ) -> Approval:
+        """Answer a pending server request: accept, acceptForSession, decline or cancel."""
+        return await self.approvals.respond(approval_id, decision, answers=answers, content=content)
+
+    def restart_child(self) -> None:
+        """Operator action: restart an app-server child that hit the restart limit."""
+        if self.supervisor is None:
+            raise WrongMode("no app-server in this mode (config mode is 'exec')")
+        self.supervisor.restart()
 
 
 def _required(value: Any, field: str) -> str:

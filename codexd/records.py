@@ -134,6 +134,26 @@ class Event:
 
 
 @attrs.frozen
+class TurnAccepted:
+    """What ``start_turn`` returns: the turn id (new, or the steered one) and the session."""
+
+    turn_id: str
+    session: Session
+    steered: bool = False
+
+
+@attrs.frozen
+class TurnResult:
+    """How a turn ended (or that it has not yet: ``status == "inProgress"``)."""
+
+    session_id: str
+    turn_id: str
+    status: str
+    final_message: str | None = None
+    error: JsonObject | None = None
+
+
+@attrs.frozen
 class DaemonInfo:
     """The running daemon process."""
 
@@ -176,6 +196,8 @@ RECORD_TYPES: tuple[type, ...] = (
     Run,
     Approval,
     Event,
+    TurnAccepted,
+    TurnResult,
     DaemonInfo,
     Snapshot,
 )

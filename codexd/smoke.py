@@ -166,3 +166,101 @@ def format_checks(result: SmokeResult) -> str:
     verdict = "all checks ok" if result.ok else "SMOKE FAILED"
     lines.append(f"{verdict} (state in {result.state_dir})")
     return "\n".join(lines)
+
+
+REAL_SMOKE_REPLY = "codexd smoke: the real app-server answered"
+
+
+async def run_real_smoke(config: Config, *, timeout_s: float = 60.0) -> SmokeResult:
+    """Spawn the real bundled Codex app-server against the fake model provider; run one turn.
+
+    Everything stays on this machine: the binary gets a throw-away ``CODEX_HOME`` and ``HOME``
+    whose config points it at the fake provider on 127.0.0.1 with every network feature off.
+    """
+    from .testing import Reply, open_fake_provider, write_codex_home
+
+    state = config.state_path
+    checks: list[SmokeCheck] = []
+    final: str | None = None
+    snapshot: Snapshot | None = None
+    started = trio.current_time()
+    with trio.move_on_after(timeout_s) as scope:
+        async with open_fake_provider(Reply.text(REAL_SMOKE_REPLY)) as provider:
+            home = await trio.to_thread.run_sync(
+                lambda: write_codex_home(state / "smoke-codex", base_url=provider.base_url)
+            )
+            real_config = attrs.evolve(
+                config,
+                mode="app-server",
+                child=ChildConfig(strategy="spawn", env=home.env({})),
+            )
+            async with open_daemon(real_config) as daemon:
+                child_state = daemon.status().child
+                checks.append(
+                    SmokeCheck(
+                        "app_server_started",
+                        "ok" if child_state.status == "running" else "failed",
+                        f"child {child_state.status} pid {child_state.pid}"
+                        + (f": {child_state.last_error}" if child_state.last_error else ""),
+                    )
+                )
+                if child_state.status == "running":
+                    session = await daemon.create_session("smoke", cwd=str(state))
+                    checks.append(
+                        SmokeCheck("session_created", "ok", f"thread {session.thread_id}")
+                    )
+                    accepted = await daemon.start_turn(session.session_id, "Say hello.")
+                    result = await daemon.wait_turn(
+                        session.session_id, accepted.turn_id, timeout=timeout_s / 2
+                    )
+                    final = result.final_message
+                    checks.append(
+                        SmokeCheck(
+                            "turn_completed",
+                            "ok" if result.status == "completed" else "failed",
+                            f"turn {result.turn_id} {result.status}",
+                        )
+                    )
+                    checks.append(
+                        SmokeCheck(
+                            "final_message",
+                            "ok" if final == REAL_SMOKE_REPLY else "failed",
+                            repr(final),
+                        )
+                    )
+                    checks.append(
+                        SmokeCheck(
+                            "provider_called",
+                            "ok" if provider.requests else "failed",
+                            f"{len(provider.requests)} request(s) to the fake provider",
+                        )
+                    )
+            snapshot = daemon.status()
+    if scope.cancelled_caught:
+        checks.append(SmokeCheck("deadline", "failed", f"did not finish within {timeout_s:g}s"))
+    seen = await trio.to_thread.run_sync(_stored_event_types, state / "state.sqlite3")
+    checks.append(
+        _sequence_check(
+            "stored_events",
+            seen,
+            (
+                "daemon.started",
+                "child.started",
+                "app-server.connected",
+                "session.created",
+                "turn.accepted",
+                "app-server.turn.completed",
+                "daemon.stopped",
+            ),
+        )
+    )
+    checks.append(
+        SmokeCheck(
+            "child_stopped",
+            "ok" if snapshot is not None and snapshot.child.status == "stopped" else "failed",
+            f"child {snapshot.child.status if snapshot else '?'} after shutdown",
+        )
+    )
+    elapsed = trio.current_time() - started
+    checks.append(SmokeCheck("elapsed", "ok", f"{elapsed:.2f}s"))
+    return SmokeResult(checks, snapshot, str(state), message=final)

@@ -1,0 +1,273 @@
+"""The approval broker: every app-server server request becomes a durable record and an answer.
+
+The reader hands each server request (command/file approvals, permission requests, user input,
+elicitations, dynamic tool calls, ...) to :meth:`ApprovalBroker.handle_request`, which only
+spawns a task: the reader never waits on a human. The task stores an :class:`Approval` record
+and an ``approval.requested`` event, then answers by policy:
+
+- ``accept`` / ``decline``: at once;
+- ``ask``: when :meth:`ApprovalBroker.respond` is called, or after ``approvals.timeout_s`` with
+  ``approvals.on_timeout`` (``decline`` or ``cancel``).
+
+Every answer has the valid shape for its kind (:mod:`codexd.replies`) and fails closed: a
+decision the server did not offer becomes the nearest more restrictive one. No server request is
+ever left unanswered while the connection lives; when it dies, pending records are cancelled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import trio
+
+from . import _time
+from .appserver import AppServerClient
+from .config import Config
+from .errors import CodexdError, InvalidRequest, NotActive, NotFound
+from .jsonrpc import Request
+from .records import Approval, ApprovalStatus
+from .replies import Decision, build_reply, describe
+from .store import Store, new_id
+
+DECISIONS: tuple[Decision, ...] = ("accept", "acceptForSession", "decline", "cancel")
+
+_STATUS_OF: dict[str, ApprovalStatus] = {
+    "accept": "accepted",
+    "acceptForSession": "accepted",
+    "decline": "declined",
+    "cancel": "cancelled",
+}
+
+
+@attrs.define
+class _Pending:
+    approval_id: str
+    client: AppServerClient
+    request: Request
+    answered: trio.Event = attrs.field(factory=trio.Event)
+    finished: trio.Event = attrs.field(factory=trio.Event)
+    decision: Decision | None = None
+    decided_by: str | None = None
+    answers: Any = None
+    content: Any = None
+
+
+class ApprovalBroker:
+    """Holds pending server requests until answered, by a caller, a policy or a timeout."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        nursery: trio.Nursery,
+        thread_sessions: dict[str, str],
+    ) -> None:
+        self.store = store
+        self.config = config
+        self._nursery = nursery
+        self._pending: dict[str, _Pending] = {}
+        self._by_request: dict[tuple[int, int | str], str] = {}
+        #: thread id -> session id, shared with (and kept by) the session manager.
+        self.thread_sessions = thread_sessions
+
+    def handle_request(self, client: AppServerClient, request: Request) -> None:
+        """Called by the reader for each server request; never blocks."""
+        self._nursery.start_soon(self._serve, client, request)
+
+    async def _serve(self, client: AppServerClient, request: Request) -> None:
+        params = request.params if isinstance(request.params, dict) else {}
+        thread_id = params.get("threadId") if isinstance(params.get("threadId"), str) else None
+        turn_id = params.get("turnId") if isinstance(params.get("turnId"), str) else None
+        policy = self.config.approvals.policy
+        timeout_s = self.config.approvals.timeout_s
+        now = _time.now_iso()
+        deadline = None
+        if policy == "ask":
+            deadline = _time.iso_after(timeout_s)
+        approval = Approval(
+            approval_id=new_id("approval"),
+            request_id=request.id,
+            method=request.method,
+            session_id=self.thread_sessions.get(thread_id) if thread_id else None,
+            thread_id=thread_id,
+            turn_id=turn_id,
+            params=params,
+            status="pending",
+            created_at=now,
+            summary=describe(request.method, params),
+            deadline_at=deadline,
+        )
+        pending = _Pending(approval.approval_id, client, request)
+        self._pending[approval.approval_id] = pending
+        self._by_request[(id(client), request.id)] = approval.approval_id
+        try:
+            await self.store.record(
+                "approval.requested",
+                f"{request.method}: {approval.summary}",
+                level="warn" if policy == "ask" else "info",
+                detail={
+                    "approvalId": approval.approval_id,
+                    "method": request.method,
+                    "threadId": thread_id,
+                    "turnId": turn_id,
+                    "policy": policy,
+                    "deadlineAt": deadline,
+                },
+                session_id=approval.session_id,
+                records=[approval],
+            )
+            if policy in ("accept", "decline"):
+                pending.decision = "accept" if policy == "accept" else "decline"
+                pending.decided_by = "policy"
+            else:
+                with trio.move_on_after(timeout_s):
+                    await pending.answered.wait()
+                if pending.decision is None:
+                    pending.decision = self.config.approvals.on_timeout
+                    pending.decided_by = "timeout"
+            await self._answer(pending)
+        finally:
+            self._pending.pop(approval.approval_id, None)
+            self._by_request.pop((id(client), request.id), None)
+            pending.finished.set()
+
+    async def _answer(self, pending: _Pending) -> None:
+        assert pending.decision is not None
+        request = pending.request
+        params = request.params if isinstance(request.params, dict) else {}
+        body = build_reply(
+            request.method,
+            params,
+            pending.decision,
+            answers=pending.answers,
+            content=pending.content,
+        )
+        sent = True
+        error_text = None
+        if pending.decided_by in ("server", "transport-closed"):
+            # Nobody is waiting for an answer any more: close the record without sending.
+            sent = False
+            error_text = (
+                "the server resolved it first (turn ended or interrupted)"
+                if pending.decided_by == "server"
+                else "the app-server connection closed"
+            )
+        else:
+            try:
+                if body.error is not None:
+                    code, message = body.error
+                    await pending.client.respond_error(request.id, code, message)
+                else:
+                    await pending.client.respond(request.id, body.result)
+            except CodexdError as exc:
+                sent = False
+                error_text = str(exc)
+                pending.decided_by = "transport-closed"
+        current = self.store.get_approval(pending.approval_id)
+        if current is None or current.status != "pending":
+            return
+        status: ApprovalStatus = (
+            "timed_out" if pending.decided_by == "timeout" else _STATUS_OF[pending.decision]
+        )
+        if not sent:
+            status = "cancelled"
+        decided = attrs.evolve(
+            current,
+            status=status,
+            decision=pending.decision,
+            decided_by=pending.decided_by,
+            decided_at=_time.now_iso(),
+        )
+        await self.store.record(
+            "approval.decided" if sent else "approval.cancelled",
+            f"{request.method} answered {pending.decision} ({pending.decided_by})"
+            if sent
+            else f"{request.method} closed unanswered: {error_text}",
+            level="info" if sent else "warn",
+            detail={
+                "approvalId": pending.approval_id,
+                "decision": pending.decision,
+                "decidedBy": decided.decided_by,
+                "reply": body.result if body.error is None else {"error": list(body.error)},
+            },
+            session_id=current.session_id,
+            records=[decided],
+        )
+
+    async def respond(
+        self,
+        approval_id: str,
+        decision: str,
+        *,
+        answers: Any = None,
+        content: Any = None,
+        decided_by: str = "api",
+    ) -> Approval:
+        """Answer a pending request (policy ``ask``). Returns the decided record."""
+        if decision not in DECISIONS:
+            raise InvalidRequest(
+                f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}",
+                field="decision",
+            )
+        record = self.store.get_approval(approval_id)
+        if record is None:
+            raise NotFound(f"unknown approval {approval_id!r}", field="approvalId")
+        pending = self._pending.get(approval_id)
+        if record.status != "pending" or pending is None or pending.decision is not None:
+            raise NotActive(
+                f"approval {approval_id!r} is already {record.status}", field="approvalId"
+            )
+        pending.decision = decision
+        pending.decided_by = decided_by
+        pending.answers = answers
+        pending.content = content
+        pending.answered.set()
+        with trio.move_on_after(self.config.turns.request_timeout_s):
+            await pending.finished.wait()
+        return self.store.get_approval(approval_id) or record
+
+    async def server_resolved(self, params: dict[str, Any]) -> None:
+        """``serverRequest/resolved``: the server no longer waits (answered or turn ended)."""
+        request_id = params.get("requestId")
+        for pending in list(self._pending.values()):
+            if pending.request.id == request_id and pending.decision is None:
+                pending.decision = "cancel"
+                pending.decided_by = "server"
+                pending.answered.set()
+
+    async def connection_closed(self) -> None:
+        """The connection died: nothing can be answered any more; close the records."""
+        for pending in list(self._pending.values()):
+            if pending.decision is None:
+                pending.decision = "cancel"
+                pending.decided_by = "transport-closed"
+                pending.answered.set()
+
+    async def recover(self) -> None:
+        """On start: requests left pending by a previous daemon died with its connection."""
+        for approval in self.store.list_approvals():
+            if approval.status == "pending":
+                await self.store.record(
+                    "approval.cancelled",
+                    f"{approval.method} was pending when codexd stopped; its request is gone.",
+                    level="warn",
+                    detail={"approvalId": approval.approval_id, "decidedBy": "restart"},
+                    session_id=approval.session_id,
+                    records=[
+                        attrs.evolve(
+                            approval,
+                            status="cancelled",
+                            decided_by="restart",
+                            decided_at=_time.now_iso(),
+                        )
+                    ],
+                )
+
+    def list(self, *, status: str | None = None, session_id: str | None = None) -> list[Approval]:
+        return [
+            a
+            for a in self.store.list_approvals()
+            if (status is None or a.status == status)
+            and (session_id is None or a.session_id == session_id)
+        ]

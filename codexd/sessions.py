@@ -1,0 +1,643 @@
+"""Sessions and turns on the app-server: create/resume threads, start/steer/interrupt/wait turns.
+
+:class:`SessionManager` turns app-server notifications into stored events (``app-server.<method
+with dots>``, deltas included) and keeps session records current the way the seed did
+(``turn/started``, ``turn/completed`` and ``error`` patch the session of that thread). Each turn
+in flight has a :class:`_Turn` tracker with an idle watchdog: every event of the turn resets it;
+when it fires the turn is read back with ``thread/read`` and settled from the persisted status,
+else interrupted (bounded), else failed with diagnostics. codexd never resends a turn itself.
+When the connection closes with turns in flight (the binary exits at once on SIGTERM or stdin EOF,
+with no ``turn/completed``), each such turn is failed with an ``app-server.turn.completed.missing``
+event carrying the diagnostics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from . import _time
+from .appserver import AppServerClient, RequestTimeout, RpcCallError
+from .child import preview
+from .config import Config
+from .errors import CodexdError, InvalidRequest, NotActive, NotFound, WrongMode
+from .jsonrpc import Notification
+from .records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult
+from .store import Store, new_id
+
+JsonObject = dict[str, Any]
+
+#: Thread settings accepted by ``create_session`` and re-applied on resume (wire names).
+THREAD_SETTINGS = (
+    "approvalPolicy",
+    "baseInstructions",
+    "config",
+    "cwd",
+    "developerInstructions",
+    "model",
+    "modelProvider",
+    "personality",
+    "sandbox",
+    "serviceTier",
+)
+
+#: Per-turn overrides accepted by ``start_turn`` (wire names).
+TURN_OVERRIDES = (
+    "approvalPolicy",
+    "cwd",
+    "effort",
+    "model",
+    "outputSchema",
+    "personality",
+    "sandboxPolicy",
+    "serviceTier",
+    "summary",
+    "collaborationMode",
+)
+
+
+class ClientProvider(Protocol):
+    """What the session manager needs from the connection supervisor."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    async def client(self) -> AppServerClient:
+        """A connected, initialized client; waits behind the lifecycle barrier (bounded)."""
+        ...
+
+
+@attrs.define
+class _Turn:
+    session_id: str
+    thread_id: str
+    turn_id: str
+    status: str = "inProgress"
+    final_message: str | None = None
+    error: JsonObject | None = None
+    agent_text: dict[str, str] = attrs.field(factory=dict)
+    last_agent_item: str | None = None
+    last_activity: float = 0.0
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    def result(self) -> TurnResult:
+        message = self.final_message
+        if message is None and self.last_agent_item is not None:
+            message = self.agent_text.get(self.last_agent_item)
+        return TurnResult(self.session_id, self.turn_id, self.status, message, self.error)
+
+
+def _text_input(value: Any) -> list[JsonObject]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise InvalidRequest("input must be a non-empty string or item list", field="input")
+        return [{"type": "text", "text": value, "text_elements": []}]
+    if isinstance(value, list) and value and all(isinstance(i, dict) for i in value):
+        return value
+    raise InvalidRequest("input must be a non-empty string or item list", field="input")
+
+
+def _final_agent_message(turn: JsonObject) -> str | None:
+    items = turn.get("items") or []
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("type") == "agentMessage":
+            text = item.get("text")
+            return text if isinstance(text, str) else None
+    return None
+
+
+def _event_type(method: str) -> str:
+    return "app-server." + method.replace("/", ".")
+
+
+class SessionManager:
+    """Sessions (threads) and their turns; the consumer of app-server notifications."""
+
+    def __init__(
+        self, store: Store, config: Config, provider: ClientProvider, nursery: trio.Nursery
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.provider = provider
+        self._nursery = nursery
+        self._turns: dict[str, _Turn] = {}
+        self.thread_sessions: dict[str, str] = {
+            s.thread_id: s.session_id
+            for s in store.list_sessions()
+            if s.status == "active" and s.thread_id
+        }
+        self.on_server_request_resolved: Any = None
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _require_mode(self) -> None:
+        if self.config.mode != "app-server":
+            raise WrongMode("sessions and turns require app-server mode (config mode is 'exec')")
+
+    def _session(self, session_id: str) -> Session:
+        session = self.store.get_session(session_id)
+        if session is None:
+            raise NotFound(f"unknown session {session_id!r}", field="sessionId")
+        return session
+
+    def _active(self, session_id: str) -> Session:
+        session = self._session(session_id)
+        if session.status != "active":
+            raise NotActive(f"session {session_id!r} is closed", field="sessionId")
+        if not session.thread_id:
+            raise NotActive(f"session {session_id!r} has no app-server thread", field="sessionId")
+        return session
+
+    def _sessions_of_thread(self, thread_id: str) -> list[Session]:
+        return [
+            s
+            for s in self.store.list_sessions()
+            if s.thread_id == thread_id and s.status == "active"
+        ]
+
+    def _tracker(self, session_id: str, thread_id: str, turn_id: str) -> _Turn:
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            turn = _Turn(session_id, thread_id, turn_id, last_activity=trio.current_time())
+            self._turns[turn_id] = turn
+            self._nursery.start_soon(self._watchdog, turn)
+        return turn
+
+    # ---- sessions ------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        purpose: str,
+        *,
+        thread_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        settings: JsonObject | None = None,
+    ) -> Session:
+        """Start a new app-server thread (or resume ``thread_id``) and record it as a session."""
+        self._require_mode()
+        if not isinstance(purpose, str) or not purpose.strip():
+            raise InvalidRequest("purpose must be a non-empty string", field="purpose")
+        settings = {k: v for k, v in (settings or {}).items() if v is not None}
+        unknown = sorted(set(settings) - set(THREAD_SETTINGS))
+        if unknown:
+            raise InvalidRequest(f"unknown session setting {unknown[0]!r}", field=unknown[0])
+        client = await self.provider.client()
+        if thread_id:
+            result = await client.request(
+                "thread/resume", {"threadId": thread_id, "excludeTurns": True, **settings}
+            )
+        else:
+            result = await client.request("thread/start", settings)
+        thread = result.get("thread") or {}
+        now = _time.now_iso()
+        turns = thread.get("turns") or []
+        last_turn = turns[-1] if turns else {}
+        session = Session(
+            session_id=new_id("session"),
+            purpose=purpose.strip(),
+            thread_id=thread.get("id"),
+            status="active",
+            endpoint=self.provider.endpoint,
+            child_pid=self.store.child_state.pid,
+            created_at=now,
+            updated_at=now,
+            cwd=result.get("cwd"),
+            model=result.get("model"),
+            model_provider=result.get("modelProvider"),
+            service_tier=result.get("serviceTier"),
+            reasoning_effort=result.get("reasoningEffort"),
+            last_turn_id=last_turn.get("id"),
+            last_turn_status=last_turn.get("status"),
+            metadata=dict(metadata or {}),
+            settings=settings,
+        )
+        if session.thread_id:
+            self.thread_sessions[session.thread_id] = session.session_id
+        kind = "resumed" if thread_id else "created"
+        await self.store.record(
+            f"session.{kind}",
+            f"{kind.capitalize()} session {session.session_id} for thread {session.thread_id}.",
+            detail={
+                "sessionId": session.session_id,
+                "threadId": session.thread_id,
+                "purpose": session.purpose,
+                "model": session.model,
+            },
+            session_id=session.session_id,
+            records=[session],
+        )
+        return session
+
+    # ---- turns ---------------------------------------------------------------------------
+
+    async def start_turn(
+        self,
+        session_id: str,
+        input: Any,
+        *,
+        expected_turn_id: str | None = None,
+        overrides: JsonObject | None = None,
+    ) -> TurnAccepted:
+        """Start a turn, or steer the running one when ``expected_turn_id`` is given."""
+        self._require_mode()
+        session = self._active(session_id)
+        items = _text_input(input)
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = sorted(set(overrides) - set(TURN_OVERRIDES))
+        if unknown:
+            raise InvalidRequest(f"unknown turn option {unknown[0]!r}", field=unknown[0])
+        client = await self.provider.client()
+        assert session.thread_id is not None
+        if expected_turn_id:
+            result = await client.request(
+                "turn/steer",
+                {"threadId": session.thread_id, "expectedTurnId": expected_turn_id, "input": items},
+            )
+            turn_id = str(result.get("turnId") or expected_turn_id)
+        else:
+            result = await client.request(
+                "turn/start", {"threadId": session.thread_id, "input": items, **overrides}
+            )
+            turn_id = str((result.get("turn") or {}).get("id"))
+        turn = self._tracker(session_id, session.thread_id, turn_id)
+        turn.last_activity = trio.current_time()
+        current = self._session(session_id)
+        if not turn.done.is_set():
+            current = attrs.evolve(
+                current,
+                current_turn_id=turn_id,
+                last_turn_id=turn_id,
+                last_turn_status=turn.status,
+                updated_at=_time.now_iso(),
+            )
+        await self.store.record(
+            "turn.accepted",
+            f"{'Steered' if expected_turn_id else 'Accepted'} turn {turn_id}"
+            f" for session {session_id}.",
+            detail={
+                "sessionId": session_id,
+                "threadId": session.thread_id,
+                "turnId": turn_id,
+                "steered": bool(expected_turn_id),
+            },
+            session_id=session_id,
+            records=[current],
+        )
+        return TurnAccepted(turn_id, current, bool(expected_turn_id))
+
+    async def interrupt_turn(self, session_id: str) -> TurnResult:
+        """Interrupt the session's current turn; bounded, and the turn settles either way."""
+        self._require_mode()
+        session = self._active(session_id)
+        turn_id = session.current_turn_id
+        if not turn_id:
+            raise NotActive(f"session {session_id!r} has no turn in progress", field="sessionId")
+        assert session.thread_id is not None
+        turn = self._tracker(session_id, session.thread_id, turn_id)
+        await self._interrupt(turn, reason="requested")
+        return turn.result()
+
+    async def _interrupt(self, turn: _Turn, *, reason: str) -> None:
+        bound = self.config.turns.interrupt_timeout_s
+        try:
+            client = await self.provider.client()
+            await client.request(
+                "turn/interrupt",
+                {"threadId": turn.thread_id, "turnId": turn.turn_id},
+                timeout_s=bound,
+            )
+        except CodexdError as exc:
+            if not turn.done.is_set():
+                await self.store.emit(
+                    "turn.interrupt.failed",
+                    f"turn/interrupt for {turn.turn_id} failed: {exc}",
+                    level="warn",
+                    detail={"turnId": turn.turn_id, "reason": reason, "error": str(exc)},
+                    session_id=turn.session_id,
+                )
+        with trio.move_on_after(bound):
+            await turn.done.wait()
+        if not turn.done.is_set():
+            await self._settle(
+                turn,
+                "failed",
+                error={"message": f"turn did not end within {bound:g}s of turn/interrupt"},
+                event_type="turn.interrupt.timeout",
+                detail={"reason": reason},
+            )
+
+    async def wait_turn(
+        self, session_id: str, turn_id: str | None = None, timeout_s: float | None = None
+    ) -> TurnResult:
+        """Wait until the turn ends (or ``timeout_s`` passes); returns status and final message."""
+        session = self._session(session_id)
+        turn_id = turn_id or session.current_turn_id or session.last_turn_id
+        if not turn_id:
+            raise NotActive(f"session {session_id!r} has no turn to wait for", field="turnId")
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            if session.last_turn_id == turn_id and session.current_turn_id != turn_id:
+                return TurnResult(session_id, turn_id, session.last_turn_status or "unknown")
+            raise NotFound(f"unknown turn {turn_id!r} for session {session_id!r}", field="turnId")
+        with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
+            await turn.done.wait()
+        return turn.result()
+
+    # ---- notifications -------------------------------------------------------------------
+
+    async def handle_notification(self, note: Notification) -> None:
+        """Map one app-server notification to an event and patch sessions and turns."""
+        params = note.params if isinstance(note.params, dict) else {}
+        method = note.method
+        thread_id = params.get("threadId")
+        session_id = self.thread_sessions.get(thread_id) if isinstance(thread_id, str) else None
+        turn_id = params.get("turnId")
+        turn_obj = params.get("turn") if isinstance(params.get("turn"), dict) else None
+        if turn_obj is not None:
+            turn_id = turn_obj.get("id")
+        records: list[Session] = []
+        level = "info"
+        message = f"App-server notification {method}."
+        turn = self._turns.get(turn_id) if isinstance(turn_id, str) else None
+        if turn is not None:
+            turn.last_activity = trio.current_time()
+
+        if method == "item/agentMessage/delta":
+            delta = params.get("delta") or ""
+            item_id = params.get("itemId")
+            if turn is not None and isinstance(item_id, str) and isinstance(delta, str):
+                turn.agent_text[item_id] = turn.agent_text.get(item_id, "") + delta
+                turn.last_agent_item = item_id
+            message = f"delta: {preview(str(delta), 80)}"
+        elif method == "turn/started" and turn_obj is not None and isinstance(thread_id, str):
+            tid = str(turn_obj.get("id"))
+            if session_id is not None:
+                turn = self._tracker(session_id, thread_id, tid)
+            records = [
+                attrs.evolve(
+                    s,
+                    current_turn_id=tid,
+                    last_turn_id=tid,
+                    last_turn_status=turn_obj.get("status") or "inProgress",
+                    updated_at=_time.now_iso(),
+                )
+                for s in self._sessions_of_thread(thread_id)
+            ]
+            message = f"App-server turn {tid} started."
+        elif method == "turn/completed" and turn_obj is not None and isinstance(thread_id, str):
+            tid = str(turn_obj.get("id"))
+            status = str(turn_obj.get("status") or "completed")
+            records = [
+                attrs.evolve(
+                    s,
+                    current_turn_id=None if s.current_turn_id == tid else s.current_turn_id,
+                    last_turn_id=tid,
+                    last_turn_status=status,
+                    updated_at=_time.now_iso(),
+                )
+                for s in self._sessions_of_thread(thread_id)
+            ]
+            if turn is None and session_id is not None:
+                turn = self._tracker(session_id, thread_id, tid)
+            if turn is not None:
+                turn.status = status
+                turn.final_message = _final_agent_message(turn_obj) or turn.result().final_message
+                turn.error = turn_obj.get("error") or turn.error
+            level = "error" if status == "failed" else "info"
+            message = f"App-server turn {tid} {status}."
+        elif method == "error" and isinstance(thread_id, str) and isinstance(turn_id, str):
+            will_retry = bool(params.get("willRetry"))
+            raw_error = params.get("error")
+            error: JsonObject = raw_error if isinstance(raw_error, dict) else {}
+            records = [
+                attrs.evolve(
+                    s,
+                    current_turn_id=(s.current_turn_id or turn_id)
+                    if will_retry
+                    else (None if s.current_turn_id == turn_id else s.current_turn_id),
+                    last_turn_id=turn_id,
+                    last_turn_status="inProgress" if will_retry else "failed",
+                    last_error=str(error.get("message")) if error else s.last_error,
+                    updated_at=_time.now_iso(),
+                )
+                for s in self._sessions_of_thread(thread_id)
+            ]
+            if turn is not None and not will_retry:
+                turn.error = error
+            level = "warn" if will_retry else "error"
+            message = f"App-server turn {turn_id} error: {preview(str(error.get('message', '')))}"
+        elif method == "thread/status/changed" and isinstance(thread_id, str):
+            message = f"App-server thread {thread_id} status changed."
+        elif method == "serverRequest/resolved" and self.on_server_request_resolved is not None:
+            await self.on_server_request_resolved(params)
+
+        await self.store.emit(
+            _event_type(method),
+            message,
+            level=level,  # type: ignore[arg-type]
+            detail=params,
+            session_id=session_id,
+            records=records,
+        )
+        if method == "turn/completed" and turn is not None and not turn.done.is_set():
+            turn.done.set()
+
+    # ---- settling ------------------------------------------------------------------------
+
+    async def _settle(
+        self,
+        turn: _Turn,
+        status: str,
+        *,
+        event_type: str,
+        final_message: str | None = None,
+        error: JsonObject | None = None,
+        detail: JsonObject | None = None,
+        level: str = "error",
+    ) -> None:
+        """End a turn codexd had to settle itself, persist it, and wake its waiters."""
+        if turn.done.is_set():
+            return
+        turn.status = status
+        if final_message is not None:
+            turn.final_message = final_message
+        if error is not None:
+            turn.error = error
+        records = [
+            attrs.evolve(
+                s,
+                current_turn_id=None if s.current_turn_id == turn.turn_id else s.current_turn_id,
+                last_turn_id=turn.turn_id,
+                last_turn_status=status,
+                updated_at=_time.now_iso(),
+            )
+            for s in self._sessions_of_thread(turn.thread_id)
+        ]
+        await self.store.record(
+            event_type,
+            f"Turn {turn.turn_id} settled as {status}"
+            + (f": {error.get('message')}" if error else "."),
+            level=level,  # type: ignore[arg-type]
+            detail={
+                "sessionId": turn.session_id,
+                "threadId": turn.thread_id,
+                "turnId": turn.turn_id,
+                "status": status,
+                "error": error,
+                **(detail or {}),
+            },
+            session_id=turn.session_id,
+            records=records,
+        )
+        turn.done.set()
+
+    async def connection_closed(self, diagnostics: JsonObject) -> None:
+        """The app-server connection ended: fail every turn still in flight, with diagnostics."""
+        in_flight = [t for t in self._turns.values() if not t.done.is_set()]
+        known = {t.turn_id for t in in_flight}
+        # Turns codexd only knows from the store (e.g. started before a daemon restart).
+        for session in self.store.list_sessions():
+            if (
+                session.status == "active"
+                and session.current_turn_id
+                and session.thread_id
+                and session.current_turn_id not in known
+            ):
+                in_flight.append(
+                    self._tracker(session.session_id, session.thread_id, session.current_turn_id)
+                )
+        for turn in in_flight:
+            await self._settle(
+                turn,
+                "failed",
+                event_type="app-server.turn.completed.missing",
+                error={
+                    "message": "app-server connection closed before turn/completed",
+                    "failureClass": "transport_closed_before_turn_completed",
+                },
+                detail={"turnStatusAtClose": turn.status, **diagnostics},
+            )
+
+    async def resume_sessions(self, client: AppServerClient) -> None:
+        """After a (re)connect: ``thread/resume`` every active session, re-applying settings.
+
+        A thread that never had a turn has no rollout on disk and cannot be resumed: it is
+        started afresh with the same settings (nothing is lost) and the session rebound to it.
+        Any other failure is recorded on the session, never silently dropped.
+        """
+        for session in list(self.store.list_sessions()):
+            if session.status != "active" or not session.thread_id:
+                continue
+            try:
+                await client.request(
+                    "thread/resume",
+                    {"threadId": session.thread_id, "excludeTurns": True, **session.settings},
+                )
+                await self.store.record(
+                    "session.resumed",
+                    f"Resumed session {session.session_id} (thread {session.thread_id}).",
+                    detail={"sessionId": session.session_id, "threadId": session.thread_id},
+                    session_id=session.session_id,
+                    records=[attrs.evolve(session, last_error=None, updated_at=_time.now_iso())],
+                )
+            except (RpcCallError, RequestTimeout) as exc:
+                if session.last_turn_id is None and isinstance(exc, RpcCallError):
+                    await self._rebind(client, session, str(exc))
+                    continue
+                await self.store.record(
+                    "session.resume.failed",
+                    f"Could not resume session {session.session_id}: {exc}",
+                    level="error",
+                    detail={"sessionId": session.session_id, "threadId": session.thread_id},
+                    session_id=session.session_id,
+                    records=[
+                        attrs.evolve(session, last_error=str(exc), updated_at=_time.now_iso())
+                    ],
+                )
+
+    async def _rebind(self, client: AppServerClient, session: Session, why: str) -> None:
+        result = await client.request("thread/start", dict(session.settings))
+        thread_id = (result.get("thread") or {}).get("id")
+        if session.thread_id:
+            self.thread_sessions.pop(session.thread_id, None)
+        if thread_id:
+            self.thread_sessions[thread_id] = session.session_id
+        await self.store.record(
+            "session.rebound",
+            f"Session {session.session_id} had no turn yet; started thread {thread_id} for it.",
+            level="warn",
+            detail={
+                "sessionId": session.session_id,
+                "oldThreadId": session.thread_id,
+                "threadId": thread_id,
+                "reason": why,
+            },
+            session_id=session.session_id,
+            records=[attrs.evolve(session, thread_id=thread_id, updated_at=_time.now_iso())],
+        )
+
+    # ---- the watchdog --------------------------------------------------------------------
+
+    async def _watchdog(self, turn: _Turn) -> None:
+        idle = self.config.turns.idle_timeout_s
+        while not turn.done.is_set():
+            deadline = turn.last_activity + idle
+            with trio.move_on_at(deadline):
+                await turn.done.wait()
+                return
+            if trio.current_time() < turn.last_activity + idle:
+                continue  # an event came in meanwhile
+            await self._watchdog_fired(turn)
+            return
+
+    async def _watchdog_fired(self, turn: _Turn) -> None:
+        idle = self.config.turns.idle_timeout_s
+        await self.store.emit(
+            "turn.watchdog.fired",
+            f"No event for turn {turn.turn_id} in {idle:g}s; reading it back.",
+            level="warn",
+            detail={"turnId": turn.turn_id, "threadId": turn.thread_id},
+            session_id=turn.session_id,
+        )
+        # A short grace: the completion may be in flight right now.
+        with trio.move_on_after(min(2.0, idle / 10)):
+            await turn.done.wait()
+            return
+        persisted = await self._read_turn(turn)
+        if persisted is not None and persisted.get("status") in FINAL_TURN_STATUSES:
+            await self._settle(
+                turn,
+                str(persisted["status"]),
+                event_type="turn.settled",
+                final_message=_final_agent_message(persisted),
+                error=persisted.get("error"),
+                detail={"source": "thread/read"},
+                level="warn",
+            )
+            return
+        await self._interrupt(turn, reason="watchdog")
+        if not turn.done.is_set():
+            await self._settle(
+                turn,
+                "failed",
+                event_type="turn.watchdog.failed",
+                error={"message": f"turn was idle for {idle:g}s and could not be settled"},
+                detail={"persistedStatus": (persisted or {}).get("status")},
+            )
+
+    async def _read_turn(self, turn: _Turn) -> JsonObject | None:
+        try:
+            client = await self.provider.client()
+            result = await client.request(
+                "thread/read", {"threadId": turn.thread_id, "includeTurns": True}
+            )
+        except CodexdError:
+            return None
+        turns: Sequence[Any] = (result.get("thread") or {}).get("turns") or []
+        for item in turns:
+            if isinstance(item, dict) and item.get("id") == turn.turn_id:
+                return item
+        return None
