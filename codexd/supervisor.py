@@ -139,6 +139,12 @@ class AppServerSupervisor:
                 if uptime >= self.config.restart.min_uptime_s:
                     attempt = 0
                     self._restart_times.clear()
+                if "spawnError" in outcome:
+                    # A missing or unrunnable command will not fix itself by retrying: stay
+                    # failed (recorded by the child) until an operator restarts it.
+                    await self._wait_for_restart_request()
+                    attempt = 0
+                    continue
                 if not self._should_restart(outcome):
                     await self._wait_for_restart_request()
                     attempt = 0

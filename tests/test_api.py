@@ -86,28 +86,27 @@ async def test_allowed_origin_is_accepted(base_config: Config) -> None:
 
 async def test_errors_name_the_field(base_config: Config) -> None:
     with trio.fail_after(20):
-        async with api_daemon(base_config):
-            async with open_client(Path(base_config.state_dir)) as client:
-                status = await client.call("daemon/status")
-                assert status["daemon"]["mode"] == "exec"
-                with pytest.raises(ApiError) as info:
-                    await client.call("session/get", {"sessionId": "nope"})
-                assert info.value.code == -32004 and info.value.field == "sessionId"
-                with pytest.raises(ApiError) as info:
-                    await client.call("session/get", {})
-                assert info.value.code == -32602 and info.value.field == "sessionId"
-                with pytest.raises(ApiError) as info:
-                    await client.call("session/get", {"sessionId": 5})
-                assert info.value.code == -32602 and "must be str" in info.value.message
-                with pytest.raises(ApiError) as info:
-                    await client.call("session/list", {"bogus": 1})
-                assert info.value.field == "bogus"
-                with pytest.raises(ApiError) as info:
-                    await client.call("no/such")
-                assert info.value.code == -32601
-                with pytest.raises(ApiError) as info:
-                    await client.call("session/create", {"purpose": "x"})
-                assert info.value.code == -32006  # wrong mode: sessions need app-server mode
+        async with api_daemon(base_config), open_client(Path(base_config.state_dir)) as client:
+            status = await client.call("daemon/status")
+            assert status["daemon"]["mode"] == "exec"
+            with pytest.raises(ApiError) as info:
+                await client.call("session/get", {"sessionId": "nope"})
+            assert info.value.code == -32004 and info.value.field == "sessionId"
+            with pytest.raises(ApiError) as info:
+                await client.call("session/get", {})
+            assert info.value.code == -32602 and info.value.field == "sessionId"
+            with pytest.raises(ApiError) as info:
+                await client.call("session/get", {"sessionId": 5})
+            assert info.value.code == -32602 and "must be str" in info.value.message
+            with pytest.raises(ApiError) as info:
+                await client.call("session/list", {"bogus": 1})
+            assert info.value.field == "bogus"
+            with pytest.raises(ApiError) as info:
+                await client.call("no/such")
+            assert info.value.code == -32601
+            with pytest.raises(ApiError) as info:
+                await client.call("session/create", {"purpose": "x"})
+            assert info.value.code == -32006  # wrong mode: sessions need app-server mode
 
 
 async def test_thousand_malformed_frames_then_valid_request(base_config: Config) -> None:
