@@ -155,6 +155,8 @@ class ManagedChild:
         self.restart_count = restart_count
         self.process: trio.Process | None = None
         self.exited = trio.Event()
+        #: Set once the exit is recorded in the store and :attr:`exit` is filled in.
+        self.finished = trio.Event()
         self.exit: ChildExit | None = None
         self._stderr_tail = bytearray()
         self._stop_requested = False
@@ -307,6 +309,7 @@ class ManagedChild:
                 )
             ],
         )
+        self.finished.set()
         return child_exit
 
     async def _pump(

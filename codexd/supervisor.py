@@ -280,10 +280,11 @@ class AppServerSupervisor:
             self._client = None
             if self.spec is not None and self.child is not None:
                 with trio.move_on_after(self.config.stop.grace_s + 2):
-                    await self.child.exited.wait()
-                if not self.child.exited.is_set():
+                    await self.child.finished.wait()
+                if not self.child.finished.is_set():
+                    # The connection is gone but the child lingers (e.g. it closed stdout).
                     self.child.request_stop()
-                    await self.child.exited.wait()
+                    await self.child.finished.wait()
                 child_exit = self.child.exit
             info = client.close_info or CloseInfo("unknown", "connection ended")
             diagnostics = self._diagnostics(info, child_exit)
