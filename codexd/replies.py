@@ -80,14 +80,20 @@ def _offered(params: Mapping[str, Any]) -> list[str] | None:
 
 
 def fail_closed(decision: Decision, offered: Sequence[str] | None) -> Decision:
-    """``decision`` if offered, else the nearest more restrictive decision that is offered."""
-    if offered is None or decision in offered:
+    """``decision`` if it is allowed, else the nearest more restrictive one.
+
+    ``availableDecisions`` limits what may be *approved*: an accept that is not offered becomes
+    ``acceptForSession`` -> ``accept`` -> ``decline`` (never the other way). A refusal is always
+    sent as chosen: ``decline`` and ``cancel`` are valid in every approval schema, and the
+    0.163.0 server honours ``decline`` even when its list omits it (with ``untrusted`` it offers
+    only accept, an amendment and cancel), whereas ``cancel`` would end the whole turn.
+    """
+    if decision in ("decline", "cancel") or offered is None or decision in offered:
         return decision
     for candidate in _ORDER[_ORDER.index(decision) + 1 :]:
-        if candidate in offered:
+        if candidate in offered or candidate == "decline":
             return candidate
-    # Nothing more restrictive is offered: "decline" is the schema-valid refusal.
-    return "decline" if decision in ("accept", "acceptForSession", "decline") else "cancel"
+    return "decline"
 
 
 def build_reply(

@@ -434,14 +434,24 @@ class SessionManager:
         elif method == "serverRequest/resolved" and self.on_server_request_resolved is not None:
             await self.on_server_request_resolved(params)
 
-        await self.store.emit(
-            _event_type(method),
-            message,
-            level=level,  # type: ignore[arg-type]
-            detail=params,
-            session_id=session_id,
-            records=records,
-        )
+        if records or method in ("turn/completed", "error"):
+            # State changes are on disk before anyone waiting on the turn is woken.
+            await self.store.record(
+                _event_type(method),
+                message,
+                level=level,  # type: ignore[arg-type]
+                detail=params,
+                session_id=session_id,
+                records=records,
+            )
+        else:
+            await self.store.emit(
+                _event_type(method),
+                message,
+                level=level,  # type: ignore[arg-type]
+                detail=params,
+                session_id=session_id,
+            )
         if method == "turn/completed" and turn is not None and not turn.done.is_set():
             turn.done.set()
 

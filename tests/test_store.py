@@ -70,8 +70,12 @@ async def test_cancelled_mid_batch_leaves_no_partial_rows(
             nursery.cancel_scope.cancel()
 
     with sqlite3.connect(state_dir / "state.sqlite3") as conn:
-        event_ns = {int(m.split()[1]) for (m,) in conn.execute(
-            "SELECT json_extract(data, '$.message') FROM events WHERE type = 'pair.event'")}
+        event_ns = {
+            int(m.split()[1])
+            for (m,) in conn.execute(
+                "SELECT json_extract(data, '$.message') FROM events WHERE type = 'pair.event'"
+            )
+        }
         session_ns = {int(s[1:]) for (s,) in conn.execute("SELECT session_id FROM sessions")}
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     # Every stored event has its session row (written in the same transaction) and vice versa.
@@ -80,9 +84,7 @@ async def test_cancelled_mid_batch_leaves_no_partial_rows(
     assert max(event_ns) < 3000
 
     reopened = await Store.open(state_dir)
-    assert reopened.last_seq == max(
-        e.seq for e in reopened.recent_events
-    )
+    assert reopened.last_seq == max(e.seq for e in reopened.recent_events)
 
 
 async def test_failed_write_raises_store_error_and_keeps_serving(
