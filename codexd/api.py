@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,10 @@ Handler = Callable[["Daemon", JsonObject], Awaitable[Any]]
 _NUMBER = (int, float)
 
 
-def _check(params: JsonObject, spec: dict[str, tuple[tuple[type, ...], bool]]) -> JsonObject:
+ParamSpec = Mapping[str, tuple[tuple[type, ...], bool]]
+
+
+def _check(params: JsonObject, spec: ParamSpec) -> JsonObject:
     """Validate ``params`` against ``{name: (types, required)}``; errors name the field."""
     for name in params:
         if name not in spec:
@@ -81,7 +84,7 @@ _REQ_S = ((str,), True)
 _OPT_OBJ = ((dict,), False)
 _OPT_NUM = (_NUMBER, False)
 
-SESSION_CREATE = {
+SESSION_CREATE: ParamSpec = {
     "purpose": _OPT_S,
     "cwd": _OPT_S,
     "model": _OPT_S,
@@ -97,7 +100,7 @@ SESSION_CREATE = {
     "metadata": _OPT_OBJ,
 }
 
-TURN_START = {
+TURN_START: ParamSpec = {
     "sessionId": _REQ_S,
     "input": ((str, list), True),
     "expectedTurnId": _OPT_S,
@@ -113,7 +116,7 @@ TURN_START = {
     "collaborationMode": _OPT_OBJ,
 }
 
-RUN_CREATE = {
+RUN_CREATE: ParamSpec = {
     "prompt": _REQ_S,
     "cwd": _OPT_S,
     "sandbox": _OPT_S,
