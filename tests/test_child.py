@@ -64,9 +64,9 @@ async def test_exit_code_recorded_as_failure(base_config: Config) -> None:
     with trio.fail_after(20):
         async with open_daemon(config, plain_child=True) as daemon:
             assert daemon.child is not None
-            await daemon.child.exited.wait()
-            await wait_for(lambda: daemon.store.child_state.status == "failed")
+            await daemon.child.finished.wait()  # exit recorded (state + event committed)
             state = daemon.store.child_state
+            assert state.status == "failed"
             assert state.exit_code == 3
             assert state.signal is None
             assert state.last_error == "child exited with code 3"
@@ -82,9 +82,9 @@ async def test_signal_recorded(base_config: Config) -> None:
             assert daemon.child is not None and daemon.child.pid is not None
             await wait_for(lambda: b"up" in _read(config, "child-stdout.log"))
             os.kill(daemon.child.pid, signal.SIGKILL)
-            await daemon.child.exited.wait()
-            await wait_for(lambda: daemon.store.child_state.status == "failed")
+            await daemon.child.finished.wait()
             state = daemon.store.child_state
+            assert state.status == "failed"
             assert state.signal == "SIGKILL"
             assert state.exit_code is None
             assert state.last_error == "child killed by SIGKILL"
