@@ -25,12 +25,14 @@ from .records import (
     Approval,
     ChildState,
     DaemonInfo,
+    Run,
     Session,
     Snapshot,
     TurnAccepted,
     TurnResult,
     to_wire,
 )
+from .runs import RunQueue
 from .sessions import SessionManager
 from .store import EventFilter, Store, Subscription, new_id
 from .supervisor import AppServerSupervisor
@@ -65,6 +67,9 @@ class Daemon:
         self.approvals = ApprovalBroker(store, config, nursery, self.sessions.thread_sessions)
         self.sessions.on_server_request_resolved = self.approvals.server_resolved
         self.supervisor: AppServerSupervisor | None = None
+        self.runs = RunQueue(store, config)
+        self._runs_scope = trio.CancelScope()
+        self._runs_done = trio.Event()
         self.api: Any = None
         self._api_scope = trio.CancelScope()
 
@@ -149,6 +154,10 @@ class Daemon:
                 await supervisor.wait_settled()
         else:
             await self.store.save(ChildState(status="idle"))
+        if not self._plain_child:
+            await self._nursery.start(self._run_runs)
+        else:
+            self._runs_done.set()
         if self.config.api.enabled and not self._plain_child:
             from .api import ApiServer
 
@@ -160,6 +169,15 @@ class Daemon:
     async def _run_api(self, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         with self._api_scope:
             await self.api.run(task_status=task_status)
+
+    async def _run_runs(
+        self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            with self._runs_scope:
+                await self.runs.run(task_status=task_status)
+        finally:
+            self._runs_done.set()
 
     async def _start_child(self) -> None:
         spec = self._child_spec()
@@ -182,8 +200,11 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self._set_info(status="stopping")
-        # No new requests while we stop: close the API first.
+        # No new requests while we stop: close the API first, then stop the runs.
         self._api_scope.cancel()
+        self.runs.stopping()
+        self._runs_scope.cancel()
+        await self._runs_done.wait()
         if self.supervisor is not None:
             await self.supervisor.stop()
         elif self._plain is not None:
@@ -388,6 +409,26 @@ class Daemon:
     ) -> Approval:
         """Answer a pending server request: accept, acceptForSession, decline or cancel."""
         return await self.approvals.respond(approval_id, decision, answers=answers, content=content)
+
+    # ---- runs ----------------------------------------------------------------------------
+
+    async def create_run(self, prompt: str, **options: Any) -> Run:
+        """Queue a ``codex exec`` run; see :meth:`codexd.runs.RunQueue.create_run`."""
+        return await self.runs.create_run(prompt, **options)
+
+    def get_run(self, run_id: str) -> Run:
+        return self.runs.get_run(run_id)
+
+    def list_runs(self, *, status: str | None = None, session_id: str | None = None) -> list[Run]:
+        return self.runs.list_runs(status=status, session_id=session_id)
+
+    async def cancel_run(self, run_id: str) -> Run:
+        """Cancel a run: a queued one never starts, a running one is stopped."""
+        return await self.runs.cancel_run(run_id)
+
+    async def wait_run(self, run_id: str, timeout: float | None = None) -> Run:
+        """Wait until the run is final (or ``timeout`` seconds); returns the run."""
+        return await self.runs.wait_run(run_id, timeout)
 
     def restart_child(self) -> None:
         """Operator action: restart an app-server child that hit the restart limit."""

@@ -1,0 +1,527 @@
+"""The run queue: one-shot ``codex exec --json`` jobs, FIFO, at most ``runs.concurrency`` at once.
+
+A run is validated and stored ``queued`` before :meth:`RunQueue.create_run` returns. The queue
+task starts runs in creation order; each runs ``codex exec --json ... -`` in its own process
+group, with the prompt written to stdin and stdin CLOSED (an open stdin pipe makes exec wait
+forever). Its JSONL events become ``run.item`` events while it runs. Success is judged by
+``turn.completed`` and exit code 0, never by ``error`` lines (exec prints those for retries and
+warnings). Every transition is stored before it is reported.
+
+Timeouts and cancellation stop the process group (SIGTERM, ``stop.grace_s``, SIGKILL). On start,
+runs a previous daemon left ``running`` become ``interrupted`` and ``queued`` ones run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from . import _time
+from ._binary import bundled_codex, with_codex_path
+from .child import preview, register_owned, stop_process_group, unregister_owned
+from .config import Config
+from .errors import InvalidRequest, NotFound
+from .records import FINAL_RUN_STATUSES, Run, RunStatus
+from .store import Store, new_id
+
+SANDBOXES = ("read-only", "workspace-write", "danger-full-access")
+#: Longest exec JSONL line kept; longer ones are reported and skipped.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+STDERR_TAIL_BYTES = 8192
+
+
+@attrs.define
+class _Outcome:
+    """What the exec process told us while it ran."""
+
+    thread_id: str | None = None
+    last_message: str | None = None
+    usage: dict[str, Any] | None = None
+    turn_completed: bool = False
+    turn_failed: str | None = None
+    last_error: str | None = None
+    stderr_tail: bytearray = attrs.field(factory=bytearray)
+
+
+def _check_paths(cwd: str | None, images: list[str], add_dirs: list[str]) -> None:
+    """Blocking file checks of ``create_run`` (run in a worker thread)."""
+    if cwd is not None and not os.path.isdir(cwd):
+        raise InvalidRequest(f"cwd {cwd!r} is not an existing directory", field="cwd")
+    for image in images:
+        if not os.path.isfile(image):
+            raise InvalidRequest(f"image {image!r} does not exist", field="images")
+    for directory in add_dirs:
+        if not os.path.isdir(directory):
+            raise InvalidRequest(f"directory {directory!r} does not exist", field="addDirs")
+
+
+class RunQueue:
+    """The run-queue task and its API (create, cancel, wait, list)."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        codex_argv: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self._codex_argv = list(codex_argv) if codex_argv else None
+        self._env = dict(env) if env is not None else None
+        self._queue: deque[str] = deque()
+        self._wake = trio.Event()
+        self._done: dict[str, trio.Event] = {}
+        self._running: dict[str, trio.CancelScope] = {}
+        self._cancel_reason: dict[str, str] = {}
+        self._limit = trio.Semaphore(config.runs.concurrency)
+        self.live_processes = 0
+        self.max_live_processes = 0
+        self._stopping = False
+
+    # ---- API -----------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound(f"unknown run {run_id!r}", field="runId")
+        return run
+
+    def list_runs(self, *, status: str | None = None, session_id: str | None = None) -> list[Run]:
+        return [
+            r
+            for r in self.store.list_runs()
+            if (status is None or r.status == status)
+            and (session_id is None or r.session_id == session_id)
+        ]
+
+    async def create_run(
+        self,
+        prompt: str,
+        *,
+        cwd: str | None = None,
+        sandbox: str | None = None,
+        model: str | None = None,
+        profile: str | None = None,
+        config: Sequence[str] | None = None,
+        images: Sequence[str] | None = None,
+        add_dirs: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        skip_git_repo_check: bool = True,
+        timeout_s: float | None = None,
+        purpose: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        session_id: str | None = None,
+    ) -> Run:
+        """Validate, store the run as ``queued`` (event ``run.queued``) and return it at once.
+
+        Raises :class:`InvalidRequest` naming the field for bad input; nothing is queued then.
+        """
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequest("prompt must be a non-empty string", field="prompt")
+        purpose = (purpose or "fallback-worker").strip()
+        if purpose not in self.config.runs.purposes:
+            allowed = ", ".join(self.config.runs.purposes)
+            raise InvalidRequest(
+                f"unknown purpose {purpose!r}; allowed: {allowed}", field="purpose"
+            )
+        if sandbox is not None and sandbox not in SANDBOXES:
+            raise InvalidRequest(
+                f"sandbox must be one of {', '.join(SANDBOXES)}, got {sandbox!r}", field="sandbox"
+            )
+        await trio.to_thread.run_sync(_check_paths, cwd, list(images or ()), list(add_dirs or ()))
+        for item in config or ():
+            if not isinstance(item, str) or "=" not in item:
+                raise InvalidRequest(f"config entries are key=value, got {item!r}", field="config")
+        if timeout_s is not None and timeout_s <= 0:
+            raise InvalidRequest("timeoutS must be > 0", field="timeoutS")
+        if metadata is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise InvalidRequest("metadata must be an object of strings", field="metadata")
+        if env is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise InvalidRequest("env must be an object of strings", field="env")
+        if session_id is not None and self.store.get_session(session_id) is None:
+            raise NotFound(f"unknown session {session_id!r}", field="sessionId")
+        now = _time.now_iso()
+        run = Run(
+            run_id=new_id("run"),
+            session_id=session_id,
+            status="queued",
+            prompt=prompt,
+            purpose=purpose,
+            cwd=cwd,
+            created_at=now,
+            updated_at=now,
+            metadata=dict(metadata or {}),
+            options={
+                "sandbox": sandbox,
+                "model": model,
+                "profile": profile,
+                "config": list(config or []),
+                "images": list(images or []),
+                "addDirs": list(add_dirs or []),
+                "env": dict(env or {}),
+                "skipGitRepoCheck": skip_git_repo_check,
+                "timeoutS": timeout_s,
+            },
+        )
+        await self.store.record(
+            "run.queued",
+            f"Queued run {run.run_id}.",
+            detail={"runId": run.run_id, "purpose": purpose, "cwd": cwd, "sessionId": session_id},
+            run_id=run.run_id,
+            session_id=session_id,
+            records=[run],
+        )
+        self._enqueue(run.run_id)
+        return run
+
+    async def cancel_run(self, run_id: str) -> Run:
+        """Cancel: a queued run never starts; a running one is stopped. Idempotent."""
+        run = self.get_run(run_id)
+        if run.status in FINAL_RUN_STATUSES:
+            return run
+        if run.status == "queued" and run_id not in self._running:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(run_id)
+            await self._finish(run, "cancelled", error="cancelled before it started")
+            return self.get_run(run_id)
+        self._cancel_reason[run_id] = "cancelled"
+        scope = self._running.get(run_id)
+        if scope is not None:
+            scope.cancel()
+        await self.wait_run(run_id, self.config.stop.grace_s + 10)
+        return self.get_run(run_id)
+
+    async def wait_run(self, run_id: str, timeout: float | None = None) -> Run:
+        """Until the run is final, or ``timeout`` seconds pass (then its current state)."""
+        run = self.get_run(run_id)
+        if run.status in FINAL_RUN_STATUSES:
+            return run
+        done = self._done.setdefault(run_id, trio.Event())
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            await done.wait()
+        return self.get_run(run_id)
+
+    # ---- the queue task ------------------------------------------------------------------
+
+    def _enqueue(self, run_id: str) -> None:
+        self._queue.append(run_id)
+        self._done.setdefault(run_id, trio.Event())
+        self._wake.set()
+
+    async def recover(self) -> None:
+        """Runs left ``running`` by a previous daemon become ``interrupted``; queued run again."""
+        for run in sorted(self.store.list_runs(), key=lambda r: r.created_at):
+            if run.status == "running":
+                await self._finish(
+                    run,
+                    "interrupted",
+                    error="codexd stopped while the run was running",
+                    event_type="run.interrupted",
+                )
+            elif run.status == "queued":
+                await self.store.record(
+                    "run.requeued",
+                    f"Run {run.run_id} queued again after a restart.",
+                    detail={"runId": run.run_id},
+                    run_id=run.run_id,
+                )
+                self._enqueue(run.run_id)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start queued runs in FIFO order, ``runs.concurrency`` at a time, until cancelled.
+
+        On cancellation (shutdown) running runs are stopped and marked ``interrupted``;
+        queued runs stay queued for the next start.
+        """
+        await self.recover()
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            while True:
+                while not self._queue:
+                    self._wake = trio.Event()
+                    await self._wake.wait()
+                await self._limit.acquire()
+                if not self._queue:
+                    self._limit.release()
+                    continue
+                run_id = self._queue.popleft()
+                scope = trio.CancelScope()
+                self._running[run_id] = scope
+                nursery.start_soon(self._execute, run_id, scope)
+
+    async def _execute(self, run_id: str, scope: trio.CancelScope) -> None:
+        try:
+            run = self.get_run(run_id)
+            if run.status != "queued":
+                return
+            await self._run_one(run, scope)
+        finally:
+            self._running.pop(run_id, None)
+            self._limit.release()
+            event = self._done.get(run_id)
+            if event is not None and self.get_run(run_id).status in FINAL_RUN_STATUSES:
+                event.set()
+
+    def _argv(self, run: Run, last_message: Path) -> list[str]:
+        o = run.options
+        argv = [*(self._codex_argv or [bundled_codex()]), "exec", "--json"]
+        if o.get("skipGitRepoCheck", True):
+            argv.append("--skip-git-repo-check")
+        if run.cwd:
+            argv += ["-C", run.cwd]
+        if o.get("sandbox"):
+            argv += ["-s", o["sandbox"]]
+        if o.get("model"):
+            argv += ["-m", o["model"]]
+        if o.get("profile"):
+            argv += ["-p", o["profile"]]
+        for item in o.get("config") or []:
+            argv += ["-c", item]
+        for image in o.get("images") or []:
+            argv += ["-i", image]
+        for directory in o.get("addDirs") or []:
+            argv += ["--add-dir", directory]
+        argv += ["--output-last-message", str(last_message), "-"]
+        return argv
+
+    async def _run_one(self, run: Run, scope: trio.CancelScope) -> None:
+        run_dir = self.store.state_dir / "runs" / run.run_id
+        await trio.to_thread.run_sync(lambda: run_dir.mkdir(parents=True, exist_ok=True))
+        last_message = run_dir / "last-message.txt"
+        base_env = self._env if self._env is not None else with_codex_path(os.environ)
+        env = {**base_env, **(run.options.get("env") or {})}
+        env["CODEXD_DAEMON_ID"] = self.store.daemon_id
+        argv = self._argv(run, last_message)
+        timeout_s = run.options.get("timeoutS") or self.config.runs.default_timeout_s
+        try:
+            process = await trio.lowlevel.open_process(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=run.cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            await self._finish(run, "failed", error=f"could not start codex exec: {exc}")
+            return
+        register_owned(self.store, process.pid, "exec", argv[0])
+        self.live_processes += 1
+        self.max_live_processes = max(self.max_live_processes, self.live_processes)
+        started = attrs.evolve(
+            run, status="running", started_at=_time.now_iso(), updated_at=_time.now_iso()
+        )
+        outcome = _Outcome()
+        timed_out = False
+        try:
+            await self.store.record(
+                "run.started",
+                f"Started run {run.run_id} (pid {process.pid}).",
+                detail={"runId": run.run_id, "pid": process.pid, "argv": argv[1:-1]},
+                run_id=run.run_id,
+                session_id=run.session_id,
+                records=[started],
+            )
+            with scope:
+                with trio.move_on_after(timeout_s) as deadline:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._feed_prompt, process, run.prompt)
+                        nursery.start_soon(self._read_stderr, process, outcome)
+                        await self._read_stdout(process, run, outcome)
+                        await process.wait()
+                timed_out = deadline.cancelled_caught
+        finally:
+            with trio.CancelScope(shield=True):
+                await stop_process_group(process, self.config.stop.grace_s)
+                self.live_processes -= 1
+                unregister_owned(self.store, process.pid)
+                await self._settle(started, process, outcome, timed_out, last_message)
+
+    async def _feed_prompt(self, process: trio.Process, prompt: str) -> None:
+        assert process.stdin is not None
+        try:
+            await process.stdin.send_all(prompt.encode())
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            await process.stdin.aclose()
+
+    async def _read_stderr(self, process: trio.Process, outcome: _Outcome) -> None:
+        assert process.stderr is not None
+        async for chunk in process.stderr:
+            outcome.stderr_tail += chunk
+            if len(outcome.stderr_tail) > STDERR_TAIL_BYTES:
+                del outcome.stderr_tail[: len(outcome.stderr_tail) - STDERR_TAIL_BYTES]
+
+    async def _read_stdout(self, process: trio.Process, run: Run, outcome: _Outcome) -> None:
+        assert process.stdout is not None
+        buffer = bytearray()
+        discarding = False
+        async for chunk in process.stdout:
+            buffer += chunk
+            while True:
+                nl = buffer.find(b"\n")
+                if nl < 0:
+                    if len(buffer) > MAX_LINE_BYTES:
+                        discarding = True
+                        buffer.clear()
+                    break
+                line = bytes(buffer[:nl])
+                del buffer[: nl + 1]
+                if discarding:
+                    discarding = False
+                    await self._garbage(run, b"(line over 16 MiB discarded)")
+                    continue
+                if line.strip():
+                    await self._exec_event(run, line, outcome)
+        if buffer.strip():
+            await self._exec_event(run, bytes(buffer), outcome)
+
+    async def _garbage(self, run: Run, line: bytes) -> None:
+        await self.store.emit(
+            "run.output.invalid",
+            f"codex exec printed a line that is not a JSON event: {preview(line, 100)}",
+            level="warn",
+            detail={"runId": run.run_id, "preview": preview(line, 200), "size": len(line)},
+            run_id=run.run_id,
+            session_id=run.session_id,
+        )
+
+    async def _exec_event(self, run: Run, line: bytes, outcome: _Outcome) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            await self._garbage(run, line)
+            return
+        if not isinstance(event, dict):
+            await self._garbage(run, line)
+            return
+        etype = event.get("type")
+        raw_item = event.get("item")
+        item: dict[str, Any] = raw_item if isinstance(raw_item, dict) else {}
+        if etype == "thread.started":
+            outcome.thread_id = event.get("thread_id")
+        elif etype == "item.completed" and item.get("type") == "agent_message":
+            text = item.get("text")
+            if isinstance(text, str):
+                outcome.last_message = text
+        elif etype == "turn.completed":
+            outcome.turn_completed = True
+            usage = event.get("usage")
+            outcome.usage = usage if isinstance(usage, dict) else None
+        elif etype == "turn.failed":
+            raw_error = event.get("error")
+            error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+            outcome.turn_failed = str(error.get("message") or "turn failed")
+        elif etype == "error":
+            outcome.last_error = str(event.get("message") or "")
+        await self.store.emit(
+            "run.item",
+            f"run {run.run_id}: {etype}",
+            detail=event,
+            run_id=run.run_id,
+            session_id=run.session_id,
+        )
+
+    async def _settle(
+        self,
+        run: Run,
+        process: trio.Process,
+        outcome: _Outcome,
+        timed_out: bool,
+        last_message_file: Path,
+    ) -> None:
+        code = process.returncode
+        stderr_tail = bytes(outcome.stderr_tail).decode("utf-8", "replace")
+        summary = outcome.last_message
+        if summary is None:
+            try:
+                text = await trio.to_thread.run_sync(last_message_file.read_text)
+                summary = text.strip() or None
+            except OSError:
+                summary = None
+        result = {
+            "exitCode": code,
+            "usage": outcome.usage,
+            "threadId": outcome.thread_id,
+            "stderrTail": stderr_tail[-2000:],
+            "lastMessageFile": str(last_message_file),
+        }
+        reason = self._cancel_reason.pop(run.run_id, None)
+        status: RunStatus
+        if reason == "cancelled":
+            status, error = "cancelled", "cancelled while running"
+        elif timed_out:
+            timeout_s = run.options.get("timeoutS") or self.config.runs.default_timeout_s
+            status, error = "timed_out", f"timed out after {timeout_s:g}s"
+        elif outcome.turn_completed and code == 0:
+            status, error = "completed", None
+        elif self._stopping:
+            status, error = "interrupted", "codexd stopped while the run was running"
+        else:
+            status = "failed"
+            last_line = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
+            error = (
+                outcome.turn_failed
+                or outcome.last_error
+                or f"codex exec exited with code {code}" + (f": {last_line}" if last_line else "")
+            )
+        await self._finish(run, status, error=error, summary=summary, result=result)
+
+    async def _finish(
+        self,
+        run: Run,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        summary: str | None = None,
+        result: dict[str, Any] | None = None,
+        event_type: str | None = None,
+    ) -> None:
+        now = _time.now_iso()
+        final = attrs.evolve(
+            run,
+            status=status,
+            updated_at=now,
+            finished_at=now,
+            error=error,
+            summary=summary if summary is not None else run.summary,
+            result=result if result is not None else run.result,
+        )
+        await self.store.record(
+            event_type or f"run.{status}",
+            f"Run {run.run_id} {status}" + (f": {error}" if error else "."),
+            level="info" if status == "completed" else ("warn" if status != "failed" else "error"),
+            detail={
+                "runId": run.run_id,
+                "status": status,
+                "error": error,
+                "exitCode": (result or {}).get("exitCode"),
+            },
+            run_id=run.run_id,
+            session_id=run.session_id,
+            records=[final],
+        )
+        done = self._done.get(run.run_id)
+        if done is not None:
+            done.set()
+
+    def stopping(self) -> None:
+        """The daemon is shutting down: runs stopped from now on are ``interrupted``."""
+        self._stopping = True
