@@ -47,11 +47,11 @@ _APPROVAL_KINDS = frozenset(
     }
 )
 
-#: Legacy (v1) approvals speak ReviewDecision.
-_LEGACY: dict[Decision, str] = {
+#: Legacy (v1) approvals speak ReviewDecision; a denial is an object carrying the reason.
+_LEGACY: dict[Decision, Any] = {
     "accept": "approved",
     "acceptForSession": "approved_for_session",
-    "decline": "denied",
+    "decline": {"denied": {"rejection": "declined by codexd"}},
     "cancel": "abort",
 }
 
