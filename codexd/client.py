@@ -20,6 +20,7 @@ import attrs
 import trio
 import trio_websocket
 
+from ._groups import unwrap_single
 from .jsonrpc import Connection, ErrorResponse, Notification, Response
 
 
@@ -152,21 +153,24 @@ async def open_client(
             raise DaemonUnreachable("give a state_dir or a url and a token")
         url, token = read_api_info(state_dir)
     headers = [(b"Authorization", f"Bearer {token}".encode())]
-    async with trio.open_nursery() as nursery:
-        try:
-            if url.startswith("unix://"):
-                stream = await trio.open_unix_socket(url[len("unix://") :])
-                ws = await trio_websocket.wrap_client_stream(
-                    nursery, stream, "localhost", "/", extra_headers=headers
-                )
-            else:
-                ws = await trio_websocket.connect_websocket_url(nursery, url, extra_headers=headers)
-        except (OSError, trio_websocket.HandshakeError) as exc:
-            raise DaemonUnreachable(f"cannot reach the daemon at {url}: {exc}") from None
-        client = ApiClient(ws)
-        nursery.start_soon(client._reader)
-        try:
-            yield client
-        finally:
-            await ws.aclose()
-            nursery.cancel_scope.cancel()
+    with unwrap_single():
+        async with trio.open_nursery() as nursery:
+            try:
+                if url.startswith("unix://"):
+                    stream = await trio.open_unix_socket(url[len("unix://") :])
+                    ws = await trio_websocket.wrap_client_stream(
+                        nursery, stream, "localhost", "/", extra_headers=headers
+                    )
+                else:
+                    ws = await trio_websocket.connect_websocket_url(
+                        nursery, url, extra_headers=headers
+                    )
+            except (OSError, trio_websocket.HandshakeError) as exc:
+                raise DaemonUnreachable(f"cannot reach the daemon at {url}: {exc}") from None
+            client = ApiClient(ws)
+            nursery.start_soon(client._reader)
+            try:
+                yield client
+            finally:
+                await ws.aclose()
+                nursery.cancel_scope.cancel()

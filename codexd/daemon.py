@@ -17,6 +17,7 @@ import trio
 
 from . import __version__, _time
 from ._binary import bundled_codex, with_codex_path
+from ._groups import unwrap_single
 from .approvals import ApprovalBroker
 from .child import ChildSpec, ManagedChild, reap_leftovers
 from .config import Config
@@ -468,18 +469,19 @@ async def open_daemon(config: Config, *, plain_child: bool = False) -> AsyncIter
         log_max_bytes=config.log.max_bytes,
         log_backups=config.log.backups,
     )
-    async with trio.open_nursery() as nursery:
-        await nursery.start(store.run)
-        daemon = Daemon(config, store, nursery, plain_child=plain_child)
-        try:
-            await daemon._start()
-            yield daemon
-        finally:
-            with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + config.stop.grace_s + 15.0
-                try:
-                    await daemon._shutdown()
-                finally:
-                    await store.close_input()
-                    await store.finished.wait()
-            nursery.cancel_scope.cancel()
+    with unwrap_single():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            daemon = Daemon(config, store, nursery, plain_child=plain_child)
+            try:
+                await daemon._start()
+                yield daemon
+            finally:
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + config.stop.grace_s + 15.0
+                    try:
+                        await daemon._shutdown()
+                    finally:
+                        await store.close_input()
+                        await store.finished.wait()
+                nursery.cancel_scope.cancel()

@@ -568,6 +568,44 @@ class SessionManager:
                     ],
                 )
 
+    async def settle_orphaned_turns(self, client: AppServerClient, *, fresh_server: bool) -> None:
+        """Turns recorded as in flight that no live tracker follows (codexd itself restarted).
+
+        Each is read back with ``thread/read``: a final persisted status settles it. Otherwise,
+        on a freshly spawned server the turn died with the old process, so it is failed with
+        diagnostics; on an external server it may still run, so it is tracked again (watchdog).
+        """
+        for session in list(self.store.list_sessions()):
+            turn_id = session.current_turn_id
+            if session.status != "active" or not turn_id or not session.thread_id:
+                continue
+            if turn_id in self._turns and not self._turns[turn_id].done.is_set():
+                continue
+            turn = self._tracker(session.session_id, session.thread_id, turn_id)
+            persisted = await self._read_turn(turn, client)
+            status = (persisted or {}).get("status")
+            if status in FINAL_TURN_STATUSES:
+                await self._settle(
+                    turn,
+                    str(status),
+                    event_type="turn.settled",
+                    final_message=_final_agent_message(persisted or {}),
+                    error=(persisted or {}).get("error"),
+                    detail={"source": "thread/read", "after": "restart"},
+                    level="warn",
+                )
+            elif fresh_server:
+                await self._settle(
+                    turn,
+                    "failed",
+                    event_type="app-server.turn.completed.missing",
+                    error={
+                        "message": "the turn was in flight when codexd or its app-server stopped",
+                        "failureClass": "daemon_restarted_before_turn_completed",
+                    },
+                    detail={"persistedStatus": status},
+                )
+
     async def _rebind(self, client: AppServerClient, session: Session, why: str) -> None:
         result = await client.request("thread/start", dict(session.settings))
         thread_id = (result.get("thread") or {}).get("id")
@@ -638,9 +676,11 @@ class SessionManager:
                 detail={"persistedStatus": (persisted or {}).get("status")},
             )
 
-    async def _read_turn(self, turn: _Turn) -> JsonObject | None:
+    async def _read_turn(
+        self, turn: _Turn, client: AppServerClient | None = None
+    ) -> JsonObject | None:
         try:
-            client = await self.provider.client()
+            client = client or await self.provider.client()
             result = await client.request(
                 "thread/read", {"threadId": turn.thread_id, "includeTurns": True}
             )

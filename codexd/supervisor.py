@@ -331,6 +331,7 @@ class AppServerSupervisor:
             },
         )
         await self.sessions.resume_sessions(client)
+        await self.sessions.settle_orphaned_turns(client, fresh_server=self.spec is not None)
 
     async def _record_connect_failed(self, exc: BaseException) -> None:
         await self.store.record(
