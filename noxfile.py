@@ -12,14 +12,20 @@ import sys
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "smoke"]
+nox.options.sessions = ["lint", "typecheck", "tests", "faults", "smoke"]
 nox.options.error_on_missing_interpreters = True
 
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """The test suite (pytest + pytest-trio), real Codex binary included."""
-    session.run(sys.executable, "-m", "pytest", "-q", *session.posargs)
+    session.run(sys.executable, "-m", "pytest", "-q", "--ignore=tests/faults", *session.posargs)
+
+
+@nox.session(python=False)
+def faults(session: nox.Session) -> None:
+    """The fault-injection suite (real kills and stops, fake-server faults); prints a table."""
+    session.run(sys.executable, "-m", "pytest", "-q", "tests/faults", *session.posargs)
 
 
 @nox.session(python=False)

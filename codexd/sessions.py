@@ -13,7 +13,7 @@ event carrying the diagnostics.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -130,6 +130,8 @@ class SessionManager:
             if s.status == "active" and s.thread_id
         }
         self.on_server_request_resolved: Any = None
+        #: Called with a reason when the app-server stops answering (set by the supervisor).
+        self.on_wedged: Callable[[str], Awaitable[None]] | None = None
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -318,6 +320,10 @@ class SessionManager:
                     detail={"turnId": turn.turn_id, "reason": reason, "error": str(exc)},
                     session_id=turn.session_id,
                 )
+            if isinstance(exc, RequestTimeout) and self.on_wedged is not None:
+                # The server does not even answer an interrupt: it is wedged (stopped, stuck).
+                # Restarting it fails this turn with diagnostics and resumes the sessions.
+                await self.on_wedged(f"turn/interrupt of {turn.turn_id} timed out")
         with trio.move_on_after(bound):
             await turn.done.wait()
         if not turn.done.is_set():

@@ -12,6 +12,7 @@ exponential backoff and jitter; too many restarts in ``restart.window_s`` leave 
 from __future__ import annotations
 
 import random
+import signal
 from collections import deque
 from typing import Any
 
@@ -21,7 +22,7 @@ import trio
 from . import _time
 from .approvals import ApprovalBroker
 from .appserver import AppServerClient, CloseInfo
-from .child import ChildExit, ChildSpec, ManagedChild, preview
+from .child import ChildExit, ChildSpec, ManagedChild, kill_group, preview
 from .config import Config
 from .errors import ChildSpawnError, CodexdError, Unavailable
 from .jsonrpc import Notification, ProtocolIssue, Request
@@ -73,6 +74,7 @@ class AppServerSupervisor:
         self.restart_count = 0
         self.child: ManagedChild | None = None
         self._wake = trio.Event()
+        sessions.on_wedged = self.kill_wedged
 
     @property
     def endpoint(self) -> str:
@@ -110,6 +112,19 @@ class AppServerSupervisor:
         self._failed_reason = None
         self._restart_times.clear()
         self._restart_requested.set()
+
+    async def kill_wedged(self, reason: str) -> None:
+        """The app-server stopped answering: kill it so the restart policy brings it back."""
+        child = self.child
+        if child is None or child.process is None or child.exited.is_set():
+            return
+        await self.store.record(
+            "child.wedged",
+            f"The app-server does not answer ({reason}); killing it to restart.",
+            level="error",
+            detail={"pid": child.pid, "reason": reason},
+        )
+        kill_group(child.process.pid, signal.SIGKILL)
 
     async def stop(self) -> None:
         """Stop for good: close the connection and stop the child (TERM, grace, KILL)."""

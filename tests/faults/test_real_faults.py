@@ -106,3 +106,37 @@ async def test_daemon_kill9_leaves_no_orphaned_codex(tmp_path: Path) -> None:
             restarted.send_signal(signal.SIGTERM)
             assert await restarted.wait() == 0
             assert _codex_children(str(home.codex_home)) == []
+
+
+async def test_sigstopped_child_is_detected_as_wedged_and_restarted(tmp_path: Path) -> None:
+    from codexd.config import TurnsConfig
+
+    async with open_fake_provider(Reply.hang(), default=Reply.text("after the wedge")) as provider:
+        config = real_config(
+            tmp_path,
+            provider,
+            turns=TurnsConfig(idle_timeout_s=1.0, request_timeout_s=1.0, interrupt_timeout_s=1.0),
+        )
+        config = attrs.evolve(
+            config, restart=RestartConfig(policy="on-failure", backoff_initial_s=0.2)
+        )
+        with trio.fail_after(60):
+            async with open_daemon(config) as daemon:
+                session = await daemon.create_session("test", cwd=str(tmp_path))
+                accepted = await daemon.start_turn(session.session_id, "Hang.")
+                await provider.wait_for_requests(1)
+                pid = daemon.status().child.pid
+                assert pid is not None
+                os.kill(pid, signal.SIGSTOP)
+                result = await daemon.wait_turn(session.session_id, accepted.turn_id, timeout=30)
+                assert result.status == "failed"
+                wedged = await wait_event(daemon, "child.wedged")
+                assert wedged.detail is not None and wedged.detail["pid"] == pid
+                await wait_event(daemon, "session.resumed")
+                with trio.fail_after(10):
+                    while daemon.status().child.status != "running":
+                        await trio.sleep(0.05)
+                assert daemon.status().child.pid != pid
+                accepted = await daemon.start_turn(session.session_id, "Back?")
+                again = await daemon.wait_turn(session.session_id, accepted.turn_id, timeout=20)
+                assert again.status == "completed"
