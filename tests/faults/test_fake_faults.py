@@ -9,6 +9,7 @@ import trio
 from codexd.daemon import open_daemon
 from codexd.testing import FakeAppServerScript
 
+from ..helpers import wait_event
 from ..test_appserver_faults import fake_config
 
 
@@ -38,9 +39,7 @@ async def test_truncated_output_then_exit_is_diagnosed(tmp_path: Path) -> None:
     script = FakeAppServerScript(truncated_line_then_exit=True, exit_code=9)
     with trio.fail_after(30):
         async with open_daemon(fake_config(tmp_path, script)) as daemon:
-            with trio.fail_after(10):
-                async for event in daemon.subscribe(since=0, type_prefix="app-server.transport"):
-                    break
+            event = await wait_event(daemon, "app-server.transport")
             assert event.detail is not None
             assert event.detail["trailingMessageLength"] > 0
             assert event.detail["childExitCode"] == 9
