@@ -46,3 +46,13 @@ def smoke(session: nox.Session) -> None:
     """The embedded smoke, then the real-Codex smoke against the fake model provider."""
     session.run(sys.executable, "-m", "codexd", "smoke")
     session.run(sys.executable, "-m", "codexd", "smoke", "--real")
+
+
+@nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not a test): throughput, start-up, store, memory; writes bench/results.json.
+
+    Installs the official ``openai-codex`` SDK to measure its notification loop as a peer.
+    """
+    session.run(sys.executable, "-m", "pip", "install", "--quiet", "openai-codex==0.163.0")
+    session.run(sys.executable, "bench/bench.py", *session.posargs)

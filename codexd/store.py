@@ -135,9 +135,21 @@ class Subscription:
                 self._cursor = event.seq
                 self.last_seq = event.seq
                 yield event
-        async for event in self._recv:
+        while True:
+            try:
+                event = await self._recv.receive()
+            except trio.EndOfChannel:
+                break
             self.last_seq = event.seq
             yield event
+            # Hand over what is already buffered without a scheduler pass per event.
+            while True:
+                try:
+                    event = self._recv.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                self.last_seq = event.seq
+                yield event
         if self.overflowed:
             raise SubscriberOverflow(self.last_seq)
 
@@ -280,9 +292,15 @@ class Store:
         if self._input_closed:
             raise StoreError("the store is closed; codexd is shutting down")
         self._apply(item.records)
-        # Shielded: once applied in memory, the change must also reach the channel, in order.
-        with trio.CancelScope(shield=True):
-            await self._send.send(item)
+        try:
+            # The fast path: no checkpoint, no cancel scope (this runs once per event).
+            self._send.send_nowait(item)
+        except trio.WouldBlock:
+            # The channel is full: wait (back-pressure). Shielded: once applied in memory, the
+            # change must reach the channel too. Order is kept: while senders are parked the
+            # buffer stays full, so a later send_nowait queues behind them.
+            with trio.CancelScope(shield=True):
+                await self._send.send(item)
 
     async def _submit_and_wait(self, item: _Item) -> None:
         item.ack = trio.Event()
