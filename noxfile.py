@@ -31,8 +31,8 @@ def faults(session: nox.Session) -> None:
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.run(sys.executable, "-m", "ruff", "check", "codexd", "tests", "noxfile.py")
-    session.run(sys.executable, "-m", "ruff", "format", "--check", "codexd", "tests", "noxfile.py")
+    session.run(sys.executable, "-m", "ruff", "check", "codexd", "tests", "bench", "noxfile.py")
+    session.run(sys.executable, "-m", "ruff", "format", "--check", "codexd", "tests", "bench", "noxfile.py")
 
 
 @nox.session(python=False)
