@@ -32,7 +32,9 @@ def faults(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.run(sys.executable, "-m", "ruff", "check", "codexd", "tests", "bench", "noxfile.py")
-    session.run(sys.executable, "-m", "ruff", "format", "--check", "codexd", "tests", "bench", "noxfile.py")
+    session.run(
+        sys.executable, "-m", "ruff", "format", "--check", "codexd", "tests", "bench", "noxfile.py"
+    )
 
 
 @nox.session(python=False)
