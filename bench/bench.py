@@ -119,6 +119,50 @@ def official_sdk(count: int) -> tuple[float | None, str]:
     return count / elapsed, "openai-codex CodexClient, next_turn_notification loop"
 
 
+# ---- 2. latency --------------------------------------------------------------------------------
+
+
+async def api_latency(
+    state_dir: Path, *, rate: int, seconds: float, subscribers: int
+) -> dict[str, Any]:
+    """Event submitted -> committed -> received by N WebSocket subscribers in ANOTHER process."""
+    config = Config(
+        mode="exec",
+        state_dir=str(state_dir),
+        stop=StopConfig(grace_s=1.0),
+        api=ApiConfig(listen="ws://127.0.0.1:0"),
+    )
+    total = int(rate * seconds)
+    async with open_daemon(config) as daemon:
+        proc = await trio.lowlevel.open_process(
+            [
+                sys.executable,
+                str(HERE / "_subscribers.py"),
+                str(state_dir),
+                str(subscribers),
+                str(total),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        buffer = b""
+        while b"ready\n" not in buffer:
+            buffer += await proc.stdout.receive_some(4096)
+        start = trio.current_time()
+        for n in range(total):
+            await trio.sleep_until(start + n / rate)
+            await daemon.store.emit("bench.latency", "tick", detail={"t": time.monotonic()})
+        while True:
+            chunk = await proc.stdout.receive_some(4096)
+            if not chunk:
+                break
+            buffer += chunk
+        await proc.wait()
+    stats: dict[str, Any] = json.loads(buffer.split(b"ready\n", 1)[1])
+    stats.update({"events": total, "subscribers": subscribers, "rate_per_s": rate})
+    return stats
+
+
 # ---- 3. start-up -------------------------------------------------------------------------------
 
 
@@ -262,6 +306,10 @@ async def main(quick: bool) -> dict[str, Any]:
             "b_over_c": (b / c) if c else None,
         }
 
+        results["latency"] = await api_latency(
+            root / "lat", rate=1000, seconds=3 if quick else 10, subscribers=10
+        )
+
         async with open_fake_provider(default=Reply.text("ok")) as provider:
             home = write_codex_home(root / "codex", base_url=provider.base_url)
             base = dict(os.environ, CODEXD_API__LISTEN="ws://127.0.0.1:0")
@@ -313,6 +361,12 @@ def report(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"{t['sdk_msg_s']:,.0f} msg/s" if t["sdk_msg_s"] else "not measured",
             f"b/c = {t['b_over_c']:.2f}x" if t["b_over_c"] else t["sdk_note"],
             ("met" if t["b_over_c"] >= 2 else "NOT met (>= 2x)") if t["b_over_c"] else "n/a",
+        ),
+        (
+            "latency submit -> 10 WS subscribers",
+            f"p50 {r['latency']['p50_ms']:.2f} ms",
+            f"p99 {r['latency']['p99_ms']:.2f} ms at 1k ev/s",
+            "met" if r["latency"]["p99_ms"] <= 5 else "NOT met (p99 <= 5 ms)",
         ),
         (
             "serve ready, no child",
