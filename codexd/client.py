@@ -98,8 +98,12 @@ class ApiClient:
         request_id, data = self._rpc.send_request(method, params or {})
         waiter = _Waiter()
         self._waiters[request_id] = waiter
-        async with self._lock:
-            await self._ws.send_message(data.decode().rstrip("\n"))
+        try:
+            async with self._lock:
+                await self._ws.send_message(data.decode().rstrip("\n"))
+        except trio_websocket.ConnectionClosed as exc:
+            self._waiters.pop(request_id, None)
+            raise DaemonUnreachable(f"the connection to the daemon was lost: {exc}") from None
         await waiter.done.wait()
         if waiter.error is not None:
             raise waiter.error

@@ -18,8 +18,10 @@ from typing import Any
 
 import attrs
 import trio
+import trio_websocket
 
 from . import _time
+from ._groups import unwrap_single
 from .approvals import ApprovalBroker
 from .appserver import AppServerClient, CloseInfo
 from .child import ChildExit, ChildSpec, ManagedChild, kill_group, preview
@@ -154,9 +156,9 @@ class AppServerSupervisor:
                 if uptime >= self.config.restart.min_uptime_s:
                     attempt = 0
                     self._restart_times.clear()
-                if "spawnError" in outcome:
-                    # A missing or unrunnable command will not fix itself by retrying: stay
-                    # failed (recorded by the child) until an operator restarts it.
+                if outcome.get("fatal"):
+                    # A missing command or refused credentials will not fix themselves by
+                    # retrying: stay failed until an operator restarts it.
                     await self._wait_for_restart_request()
                     attempt = 0
                     continue
@@ -238,7 +240,41 @@ class AppServerSupervisor:
         )
 
     async def _incarnation(self) -> dict[str, Any]:
-        """One connection's life; returns a summary of how it ended."""
+        """One connection's life; returns how it ended. Never raises (but for cancellation).
+
+        trio-websocket raises handshake rejections from its reader task into the nursery it was
+        given, so failures can surface from the nursery itself; whatever escapes is turned into
+        an outcome here, so that no failure of one connection can take the daemon down.
+        """
+        try:
+            with unwrap_single():
+                return await self._incarnation_inner()
+        except trio_websocket.ConnectionRejected as exc:
+            await self._record_connect_failed(exc)
+            if exc.status_code in (401, 403):
+                # Retrying with the same credentials cannot succeed: stop here.
+                self._failed_reason = f"the app-server refused us (HTTP {exc.status_code})"
+                await self.store.save(ChildState(status="failed", last_error=self._failed_reason))
+                return {"clean": False, "fatal": True, "error": self._failed_reason}
+            return {"clean": False, "connectError": str(exc)}
+        except (OSError, trio_websocket.HandshakeError) as exc:  # refused, DNS, bad URL
+            await self._record_connect_failed(exc)
+            return {"clean": False, "connectError": str(exc)}
+        except Exception as exc:  # a bug in codexd: keep serving, let the restart policy act
+            self._ready = trio.Event()
+            self._client = None
+            diagnostics = {"source": "crash", "message": repr(exc), "stopping": self._stopping}
+            await self.store.record(
+                "app-server.incarnation.crashed",
+                f"The app-server connection failed unexpectedly: {exc!r}",
+                level="error",
+                detail=diagnostics,
+            )
+            await self.sessions.connection_closed(diagnostics)
+            await self.broker.connection_closed()
+            return {"clean": False, **diagnostics}
+
+    async def _incarnation_inner(self) -> dict[str, Any]:
         async with trio.open_nursery() as nursery:
             transport: Transport
             child_exit: ChildExit | None = None
@@ -251,17 +287,14 @@ class AppServerSupervisor:
                     await nursery.start(child.run)
                 except ChildSpawnError as exc:
                     self._failed_reason = str(exc)
-                    return {"clean": False, "spawnError": str(exc)}
+                    return {"clean": False, "fatal": True, "error": str(exc)}
                 self.child = child
                 assert child.process is not None and child.process.stdin is not None
                 stdio.attach_stdin(child.process.stdin)
                 transport = stdio
             else:
-                try:
-                    transport = await WebSocketTransport.connect(nursery, self.endpoint)
-                except (OSError, Exception) as exc:  # handshake errors, refused, DNS
-                    await self._record_connect_failed(exc)
-                    return {"clean": False, "connectError": str(exc)}
+                # Connection errors (refused, DNS, HTTP rejection) are handled by _incarnation.
+                transport = await WebSocketTransport.connect(nursery, self.endpoint)
                 await self.store.save(
                     ChildState(
                         status="external",
@@ -277,6 +310,8 @@ class AppServerSupervisor:
                 on_issue=self._on_issue,
             )
             await nursery.start(client.run)
+            if isinstance(transport, WebSocketTransport):
+                nursery.start_soon(self._keepalive, transport, client)
             try:
                 await self._handshake(client)
             except CodexdError as exc:
@@ -314,6 +349,26 @@ class AppServerSupervisor:
             nursery.cancel_scope.cancel()
         clean = child_exit is not None and child_exit.code == 0 and child_exit.signal is None
         return {"clean": clean and self.config.child.strategy != "external", **diagnostics}
+
+    async def _keepalive(self, transport: WebSocketTransport, client: AppServerClient) -> None:
+        """Ping an external server; no pong within the deadline means the link is dead.
+
+        A lost WebSocket is not a dead server: closing our side ends this incarnation and the
+        restart loop reconnects with backoff, then resumes the sessions.
+        """
+        interval = max(1.0, self.config.turns.request_timeout_s / 3)
+        while not client.closed.is_set():
+            await trio.sleep(interval)
+            if not await transport.ping(self.config.turns.request_timeout_s):
+                await self.store.record(
+                    "app-server.ping.timeout",
+                    f"No pong from {self.endpoint} within"
+                    f" {self.config.turns.request_timeout_s:g}s; reconnecting.",
+                    level="warn",
+                    detail={"endpoint": self.endpoint},
+                )
+                await transport.aclose()
+                return
 
     def _diagnostics(self, info: CloseInfo, child_exit: ChildExit | None) -> dict[str, Any]:
         return {

@@ -28,6 +28,14 @@ FAULTS: dict[str, tuple[str, str]] = {
         "1 MB/s of stderr in 100 KiB lines",
         "turn not stalled (< 2.5 s for a 1 s turn); stderr fully drained to the log",
     ),
+    "test_lost_websocket_reconnects_and_resumes": (
+        "external app-server killed and restarted",
+        "transport.closed; reconnect with backoff; session resumed; next turn completes",
+    ),
+    "test_refused_auth_fails_without_retry_storm": (
+        "external app-server refuses our token (401)",
+        "connect.failed; child failed; no restart storm; daemon serving",
+    ),
     "test_truncated_output_then_exit_is_diagnosed": (
         "half a JSON line, then exit 9",
         "transport.closed with trailing bytes and exit code; child failed",
