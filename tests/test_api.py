@@ -6,6 +6,8 @@ import json
 import os
 import random
 import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -224,3 +226,55 @@ async def test_subscriber_that_never_reads_is_dropped(base_config: Config) -> No
                     closed = True
                     assert exc.reason is not None and exc.reason.code == 4008
                 assert closed
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+NEVER_READS = """
+import sys, trio, trio_websocket, json
+async def main(url, token):
+    headers = [(b"Authorization", ("Bearer " + token).encode())]
+    async with trio_websocket.open_websocket_url(url, extra_headers=headers,
+                                                 message_queue_size=1) as ws:
+        await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": 1,
+                                          "method": "events/subscribe", "params": {}}))
+        await ws.get_message()
+        print("subscribed", flush=True)
+        await trio.sleep(120)  # never read again
+trio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+async def test_rss_flat_while_100k_events_pass_a_subscriber_that_never_reads(
+    base_config: Config,
+) -> None:
+    with trio.fail_after(120):
+        async with api_daemon(base_config) as daemon:
+            url, token = read_api_info(Path(base_config.state_dir))
+            proc = await trio.lowlevel.open_process(
+                [sys.executable, "-c", NEVER_READS, url, token], stdout=subprocess.PIPE
+            )
+            try:
+                assert proc.stdout is not None
+                assert (await proc.stdout.receive_some(100)).startswith(b"subscribed")
+                await trio.sleep(0.2)
+                assert len(daemon.store._subscribers) == 1
+                for n in range(5_000):  # warm up: allocator, caches
+                    await daemon.store.emit("flood", f"{n}", detail={"pad": "y" * 300})
+                before = _rss_mib()
+                for n in range(100_000):
+                    await daemon.store.emit("flood", f"{n}", detail={"pad": "y" * 300})
+                await daemon.store.record("flood", "done")
+                after = _rss_mib()
+                print(f"RSS before {before:.1f} MiB, after 100k events {after:.1f} MiB")
+                assert daemon.store._subscribers == set(), "the lagging subscriber was dropped"
+                assert after - before < 40, f"RSS grew {after - before:.1f} MiB over 100k events"
+            finally:
+                proc.kill()
+                await proc.wait()
