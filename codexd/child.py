@@ -32,6 +32,9 @@ PREVIEW_CHARS = 160
 
 OnOutput = Callable[[bytes], Awaitable[None]]
 
+#: After the child exits, how long the pumps wait for more output before giving up.
+DRAIN_IDLE_S = 0.25
+
 
 @attrs.frozen
 class ChildSpec:
@@ -162,6 +165,7 @@ class ManagedChild:
         self._stop_requested = False
         self._exited_by_itself = False
         self._stop_now = trio.Event()
+        self._drain_scope: trio.CancelScope | None = None
 
     @property
     def pid(self) -> int | None:
@@ -253,9 +257,14 @@ class ManagedChild:
                 await process.wait()
                 self._exited_by_itself = not self._stop_requested
                 self.exited.set()
-                # Let the pumps drain what the child wrote last, but not forever (a grandchild
-                # may hold the pipes open).
-                nursery.cancel_scope.deadline = trio.current_time() + 2.0
+                # The leader is gone: whatever is left in its group is orphaned and may hold the
+                # pipes open, which would delay the pumps' EOF. Stop it now.
+                kill_group(process.pid, signal.SIGKILL)
+                # Let the pumps drain what the child wrote last, but not forever: a process in
+                # another session (a helper of the child) may hold the pipes open. Each chunk
+                # read extends the deadline, so trailing output is never cut while it flows.
+                self._drain_scope = nursery.cancel_scope
+                nursery.cancel_scope.deadline = trio.current_time() + DRAIN_IDLE_S
         finally:
             with trio.CancelScope(shield=True):
                 await self._terminate()
@@ -323,6 +332,8 @@ class ManagedChild:
                 chunk = b""
             if not chunk:
                 break
+            if self._drain_scope is not None:
+                self._drain_scope.deadline = trio.current_time() + DRAIN_IDLE_S
             if protocol:
                 assert self.on_stdout is not None
                 await self.on_stdout(chunk)

@@ -1,73 +1,166 @@
 """A sans-IO JSON-RPC core, in the style of h11: bytes in, classified messages out, no I/O.
 
-Used on both sides of codexd: as a client of the Codex app-server (newline-delimited JSON over
-stdio, or one message per WebSocket frame; the app-server neither needs nor sends ``"jsonrpc"``)
-and as the server of codexd's own local API (strict JSON-RPC 2.0).
+codexd speaks JSON-RPC in two roles, and this module serves both:
 
-Garbage from the peer never raises: an undecodable, oversize or invalid line becomes a
-:class:`ProtocolIssue` event naming the line, and the connection goes on with the next one.
-An oversize line is discarded as it arrives, so memory stays bounded whatever the peer sends.
+* as a **client** of the Codex app-server: newline-delimited JSON over stdio (or one message per
+  WebSocket text frame). The app-server neither needs nor sends ``"jsonrpc": "2.0"``, stamps every
+  notification with an extra ``emittedAtMs`` key, sends *server requests* (an ``id`` and a
+  ``method``: approvals) and drops a malformed line silently;
+* as a **server** of codexd's own local API: strict JSON-RPC 2.0, one message per WebSocket
+  frame, where a bad message is answered with -32700 / -32600 / -32602 (see :func:`rejection`).
+
+The user drives one :class:`Connection`: ``send_*`` methods return bytes (or ``*_frame`` text) to
+write, ``receive_data`` / ``receive_message_text`` take what was read, and :meth:`Connection.
+next_event` hands back :class:`Request`, :class:`Notification`, :class:`Response`,
+:class:`ErrorResponse`, :class:`LateResponse` or :class:`ProtocolIssue` events, or
+:data:`NEED_DATA`. Nothing here touches a socket, a clock or Trio, so every behaviour is testable
+with bytes in and events out.
+
+Garbage from the peer never raises: a line that is not UTF-8 JSON, is over the size limit, or is
+JSON but not a message becomes a :class:`ProtocolIssue` *event* naming the line (number, size,
+preview), and the connection goes on with the next line. An oversize line is discarded as it
+arrives, so memory stays bounded whatever the peer sends.
+
+The per-line fast path is a ``bytes.split`` per chunk, one JSON scan per line and a few dict
+lookups: no regular expression and no copy of the stream buffer.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-JsonObject = dict[str, Any]
-RequestId = int | str
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "NEED_DATA",
+    "PARSE_ERROR",
+    "PREVIEW_CHARS",
+    "SERVER_OVERLOADED",
+    "Connection",
+    "ErrorResponse",
+    "Event",
+    "JsonObject",
+    "LateResponse",
+    "LineFramer",
+    "LocalProtocolError",
+    "Message",
+    "NeedData",
+    "Notification",
+    "ProtocolError",
+    "ProtocolIssue",
+    "RemoteProtocolError",
+    "Request",
+    "RequestId",
+    "Response",
+    "RpcError",
+    "classify",
+    "rejection",
+]
+
+JsonObject: TypeAlias = dict[str, Any]
+#: JSON-RPC ids are strings or integers (never booleans, floats or null in a request).
+RequestId: TypeAlias = int | str
+
+# ---- error codes --------------------------------------------------------------------------------
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
-#: Codex: "Server overloaded; retry later." -> back off with jitter and retry.
+#: Codex: "Server overloaded; retry later." Back off with jitter and retry the request.
 SERVER_OVERLOADED: Final = -32001
 
+_CODE_TITLES: Final[Mapping[int, str]] = {
+    PARSE_ERROR: "Parse error",
+    INVALID_REQUEST: "Invalid Request",
+    METHOD_NOT_FOUND: "Method not found",
+    INVALID_PARAMS: "Invalid params",
+    INTERNAL_ERROR: "Internal error",
+}
+
+#: Longest line (or frame) accepted, in bytes; longer ones are reported and discarded.
+DEFAULT_MAX_LINE_BYTES: Final = 16 * 1024 * 1024
+#: Characters of a bad line kept in a :class:`ProtocolIssue` so an event log can name it.
 PREVIEW_CHARS: Final = 120
+#: How many forgotten request ids are remembered, to tell a late answer from an unknown one.
+FORGOTTEN_REMEMBERED: Final = 1024
 
 
-class LocalProtocolError(Exception):
-    """This side misused the API (e.g. answered a request id twice)."""
+# ---- exceptions ---------------------------------------------------------------------------------
 
 
-class RemoteProtocolError(Exception):
-    """The peer broke the protocol beyond recovery (unused for line garbage: see ProtocolIssue)."""
+class ProtocolError(Exception):
+    """Base of the two "who broke the protocol" errors, as in h11."""
+
+
+class LocalProtocolError(ProtocolError):
+    """This side misused the API: e.g. params that are not an object, a value JSON cannot encode,
+    or data fed after :meth:`Connection.receive_eof`. A bug in codexd, never the peer's fault."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol beyond recovery.
+
+    Nothing raises it today: every kind of garbage a peer can send is recoverable and comes back
+    as a :class:`ProtocolIssue` event, so one bad line never costs the connection. It exists so
+    callers can already write ``except RemoteProtocolError`` the way they would with h11.
+    """
 
 
 class RpcError(Exception):
-    """Raised by a request handler to answer with a JSON-RPC error."""
+    """Raised by a request handler to answer with a JSON-RPC error ``(code, message, data)``."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
+        super().__init__(code, message, data)
         self.code = code
         self.message = message
         self.data = data
 
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code})"
+
+
+# ---- events -------------------------------------------------------------------------------------
+
 
 @attrs.frozen
 class Request:
-    """A request from the peer (for codexd as client: a *server request*, e.g. an approval)."""
+    """A request from the peer: it has an ``id`` and waits for an answer.
+
+    For codexd as an app-server client these are *server requests* (approvals, user input);
+    for the local API they are the calls of a client. ``params`` is always an object (``{}`` when
+    the peer left it out).
+    """
 
     id: RequestId
     method: str
-    params: Any
+    params: JsonObject
 
 
 @attrs.frozen
 class Notification:
+    """A one-way message from the peer; extra top-level keys such as ``emittedAtMs`` are
+    ignored. ``params`` is always an object (``{}`` when the peer left it out)."""
+
     method: str
-    params: Any
+    params: JsonObject
 
 
 @attrs.frozen
 class Response:
-    """A result for one of our requests; ``method`` is the method of that request."""
+    """A result for one of our requests; ``method`` is the method of that request, filled in by
+    the :class:`Connection` (``None`` from a bare :func:`classify`)."""
 
     id: RequestId
     result: Any
@@ -76,6 +169,9 @@ class Response:
 
 @attrs.frozen
 class ErrorResponse:
+    """An error answer. ``id`` is ``None`` when the peer could not tell which message it answers
+    (a JSON-RPC 2.0 server does that for a parse error); ``method`` as in :class:`Response`."""
+
     id: RequestId | None
     code: int
     message: str
@@ -84,161 +180,384 @@ class ErrorResponse:
 
 
 @attrs.frozen
+class LateResponse:
+    """The answer to a request that was :meth:`Connection.forget`-ten (it timed out here).
+
+    Not a :class:`ProtocolIssue`: the peer did nothing wrong, it was merely slow. ``message``
+    carries the answer with its ``method`` filled in, for a log line such as "turn/interrupt
+    answered after its timeout".
+    """
+
+    message: Response | ErrorResponse
+
+
+@attrs.frozen
 class ProtocolIssue:
-    """Recoverable garbage from the peer: ``undecodable``, ``oversize``, ``invalid``,
-    ``unknown-response`` (a response to no pending request, e.g. after a timeout) or
-    ``trailing`` (bytes without a newline at EOF)."""
+    """Recoverable garbage from the peer: an event, not an exception.
+
+    ``kind`` is one of
+
+    * ``undecodable``: not UTF-8, or not JSON;
+    * ``oversize``: longer than the limit; reported once, when the limit is crossed (``size`` is
+      then the bytes seen so far), and the rest of the line is discarded up to its newline;
+    * ``invalid``: JSON but not a message (not an object, no method and no id, wrong types, a
+      batch, a missing ``"jsonrpc": "2.0"`` in strict mode);
+    * ``unknown-response``: a response whose id matches no request of ours;
+    * ``trailing``: bytes without a final newline at end of stream (see
+      :meth:`Connection.receive_eof`).
+
+    ``line_no`` counts lines (or frames) from 1; ``size`` is in bytes; ``preview`` is the start of
+    the line (bad bytes shown as ``\\xNN``). ``request_id`` is the id of the offending message when
+    it had a usable one, and ``error_code`` the JSON-RPC code a server answers it with (``None``
+    when it must not be answered, e.g. a malformed *response*: answering it could start an
+    error ping-pong between two peers). See :func:`rejection`.
+    """
 
     kind: str
     detail: str
-    line_no: int | None
-    size: int
-    preview: str
+    line_no: int | None = None
+    size: int = 0
+    preview: str = ""
+    request_id: RequestId | None = None
+    error_code: int | None = None
 
 
-class _NeedData:
+class _NeedData(enum.Enum):
+    NEED_DATA = "NEED_DATA"
+
     def __repr__(self) -> str:
         return "NEED_DATA"
 
 
-#: Returned by :meth:`Connection.next_event` when more bytes are needed.
-NEED_DATA: Final = _NeedData()
+#: Returned by :meth:`Connection.next_event` when no complete event is ready; feed more data.
+#: An enum member, so ``if event is NEED_DATA`` narrows the type for mypy.
+NEED_DATA: Final = _NeedData.NEED_DATA
+NeedData: TypeAlias = Literal[_NeedData.NEED_DATA]
 
-Message = Request | Notification | Response | ErrorResponse
-Event = Message | ProtocolIssue
-
-
-def _preview(data: bytes | str) -> str:
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    return text[:PREVIEW_CHARS]
+Message: TypeAlias = Request | Notification | Response | ErrorResponse
+Event: TypeAlias = Message | LateResponse | ProtocolIssue
 
 
-def _valid_id(value: Any) -> bool:
-    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+# ---- classification -----------------------------------------------------------------------------
 
 
-def classify(obj: Any, *, strict: bool = False) -> Message | ProtocolIssue:
+def _preview(raw: bytes | str) -> str:
+    """The start of a line for a human: at most :data:`PREVIEW_CHARS` characters, decoded
+    without failing (bad bytes as ``\\xNN``), never decoding more than needed."""
+    if isinstance(raw, str):
+        return raw[:PREVIEW_CHARS]
+    return raw[: PREVIEW_CHARS * 4].decode("utf-8", "backslashreplace")[:PREVIEW_CHARS]
+
+
+def _is_id(value: object) -> bool:
+    # Exact class checks: bool is an int subclass, and True is not an id.
+    return value.__class__ is int or value.__class__ is str
+
+
+def _usable_id(obj: JsonObject) -> RequestId | None:
+    rid = obj.get("id")
+    return rid if rid.__class__ is int or rid.__class__ is str else None
+
+
+def _invalid(
+    detail: str, request_id: RequestId | None = None, code: int | None = INVALID_REQUEST
+) -> ProtocolIssue:
+    return ProtocolIssue("invalid", detail, request_id=request_id, error_code=code)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+def classify(obj: object, *, strict: bool = False) -> Message | ProtocolIssue:
     """Classify one decoded JSON value as a message, or say why it is not one.
 
-    Extra keys (``emittedAtMs``) are ignored. With ``strict``, ``"jsonrpc": "2.0"`` is required.
+    Pure: no state, so a response comes back with ``method=None`` (the :class:`Connection`
+    matches it to its request) and an issue without line number, size or preview (the
+    connection has the raw text for those).
+
+    Rules: an object with ``method`` is a :class:`Request` when it also has an ``id``, else a
+    :class:`Notification`; without ``method`` it must have an ``id`` and exactly one of
+    ``result`` (:class:`Response`) or ``error`` (:class:`ErrorResponse`, whose ``error`` needs an
+    integer ``code`` and a string ``message``). Ids are strings or integers; an error response
+    may have a null id. ``params`` must be an object; absent means ``{}``, and so does ``null``
+    unless ``strict``. Extra keys (``emittedAtMs``) are ignored. With ``strict`` the message must
+    carry ``"jsonrpc": "2.0"``, as JSON-RPC 2.0 requires; without it the field is optional
+    (the Codex app-server never sends it).
     """
     if not isinstance(obj, dict):
-        return ProtocolIssue("invalid", "not a JSON object", None, 0, _preview(json.dumps(obj)))
+        if isinstance(obj, list):
+            return _invalid("a JSON array: batch messages are not supported")
+        return _invalid(f"a JSON {_json_type(obj)}, not an object")
+    looks_like_response = "method" not in obj and ("result" in obj or "error" in obj)
     if strict and obj.get("jsonrpc") != "2.0":
-        return ProtocolIssue("invalid", 'missing "jsonrpc": "2.0"', None, 0, "")
-    method = obj.get("method")
-    has_id = "id" in obj and obj["id"] is not None
-    if method is not None:
-        if not isinstance(method, str) or not method:
-            return ProtocolIssue("invalid", "method must be a non-empty string", None, 0, "")
-        params = obj.get("params")
-        if params is not None and not isinstance(params, dict | list):
-            return ProtocolIssue("invalid", "params must be an object or array", None, 0, "")
-        if has_id:
-            if not _valid_id(obj["id"]):
-                return ProtocolIssue("invalid", "id must be a string or integer", None, 0, "")
-            return Request(obj["id"], method, params)
-        return Notification(method, params)
-    if "result" in obj and has_id and _valid_id(obj["id"]):
-        return Response(obj["id"], obj["result"])
-    error = obj.get("error")
-    if isinstance(error, dict) and "id" in obj:
-        code = error.get("code")
-        message = error.get("message")
-        if isinstance(code, int) and isinstance(message, str):
-            rid = obj["id"] if _valid_id(obj["id"]) else None
-            return ErrorResponse(rid, code, message, error.get("data"))
-    return ProtocolIssue("invalid", "neither a request, a notification nor a response", None, 0, "")
+        return _invalid(
+            'missing "jsonrpc": "2.0"',
+            _usable_id(obj),
+            None if looks_like_response else INVALID_REQUEST,
+        )
+    if "method" in obj:
+        return _classify_call(obj, strict)
+    if "id" not in obj:
+        return _invalid("neither a method nor an id: not a message")
+    rid = obj["id"]
+    has_result = "result" in obj
+    if has_result == ("error" in obj):
+        if has_result:
+            return _invalid("a response with both result and error", _usable_id(obj), None)
+        return _invalid("an id but no method, result or error", _usable_id(obj))
+    if has_result:
+        if not _is_id(rid):
+            return _invalid(f"response id is a {_json_type(rid)}", None, None)
+        return Response(rid, obj["result"])
+    error = obj["error"]
+    if error.__class__ is not dict:
+        return _invalid(f"error is a {_json_type(error)}, not an object", _usable_id(obj), None)
+    code = error.get("code")
+    message = error.get("message")
+    if code.__class__ is not int or message.__class__ is not str:
+        return _invalid("error needs an integer code and a string message", _usable_id(obj), None)
+    if rid is not None and not _is_id(rid):
+        return _invalid(f"error response id is a {_json_type(rid)}", None, None)
+    return ErrorResponse(rid, code, message, error.get("data"))
+
+
+def _classify_call(obj: JsonObject, strict: bool) -> Request | Notification | ProtocolIssue:
+    """A message with a ``method``: a request or a notification."""
+    method = obj["method"]
+    has_id = "id" in obj
+    rid: Any = obj.get("id")
+    if has_id and not _is_id(rid):
+        # JSON-RPC 2.0 discourages null ids; treating one as a notification would leave a peer
+        # waiting forever, so it is invalid (answered with a null id).
+        return _invalid(f"id is a {_json_type(rid)}, not a string or an integer")
+    usable = rid if has_id else None
+    if method.__class__ is not str or not method:
+        return _invalid("method must be a non-empty string", usable)
+    params = obj.get("params")
+    if params.__class__ is not dict:
+        if params is None and not (strict and "params" in obj):
+            params = {}
+        elif isinstance(params, list):
+            # Valid JSON-RPC (by-position params), but no method here takes them.
+            return _invalid(
+                "params is an array; only named params (an object) are supported",
+                usable,
+                INVALID_PARAMS,
+            )
+        elif not isinstance(params, dict):
+            return _invalid(f"params is a {_json_type(params)}, not an object", usable)
+    if has_id:
+        return Request(rid, method, params)
+    return Notification(method, params)
+
+
+def rejection(issue: ProtocolIssue) -> JsonObject | None:
+    """The JSON-RPC 2.0 error response a *server* sends for an invalid incoming message.
+
+    ``{"jsonrpc": "2.0", "id": <its id, or null when unknown>, "error": {"code", "message"}}``:
+    -32700 for undecodable input, -32602 for array params, -32600 otherwise. ``None`` when the
+    message must not be answered: responses (an unknown or malformed response answered with an
+    error could bounce between two peers forever) and trailing bytes at end of stream.
+    """
+    code = issue.error_code
+    if code is None:
+        return None
+    title = _CODE_TITLES.get(code, "Error")
+    return {
+        "jsonrpc": "2.0",
+        "id": issue.request_id,
+        "error": {"code": code, "message": f"{title}: {issue.detail}"},
+    }
+
+
+# ---- line framing -------------------------------------------------------------------------------
 
 
 class LineFramer:
-    """Splits a byte stream into lines, bounding memory for lines over ``max_line_bytes``."""
+    """Splits a byte stream into lines, with memory bounded by ``max_line_bytes``.
 
-    def __init__(self, max_line_bytes: int) -> None:
+    :meth:`feed` returns the lines completed by a chunk, without their ``\\n`` (or ``\\r\\n``),
+    in order, as ``bytes``. A line longer than the limit is reported once, as a
+    ``ProtocolIssue("oversize")`` in its place in that order, as soon as the limit is crossed;
+    its remaining bytes are then counted and dropped as they arrive, never buffered, and
+    framing resumes after the next newline. So the buffer never holds more than
+    ``max_line_bytes``, even for a gigabyte-long line.
+
+    ``line_no`` is the number of the last line returned or reported (lines count from 1, blank
+    ones included; an oversize line takes its number when it is reported).
+    """
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
         self.max_line_bytes = max_line_bytes
+        self.line_no = 0
         self._buffer = bytearray()
         self._discarding = False
         self._discarded = 0
-        self.line_no = 0
-
-    def feed(self, data: bytes) -> list[bytes | ProtocolIssue]:
-        """Complete lines (without the newline) and oversize-line issues, in order."""
-        out: list[bytes | ProtocolIssue] = []
-        start = 0
-        end = len(data)
-        while start < end:
-            nl = data.find(b"\n", start)
-            if self._discarding:
-                if nl < 0:
-                    self._discarded += end - start
-                    return out
-                self._discarded += nl - start
-                self._discarding = False
-                start = nl + 1
-                continue
-            if nl < 0:
-                self._buffer += data[start:]
-                if len(self._buffer) > self.max_line_bytes:
-                    self.line_no += 1
-                    out.append(
-                        ProtocolIssue(
-                            "oversize",
-                            f"line longer than {self.max_line_bytes} bytes; discarded",
-                            self.line_no,
-                            len(self._buffer),
-                            _preview(bytes(self._buffer[:PREVIEW_CHARS])),
-                        )
-                    )
-                    self._buffer.clear()
-                    self._discarding = True
-                return out
-            if self._buffer:
-                self._buffer += data[start:nl]
-                line = bytes(self._buffer)
-                self._buffer.clear()
-            else:
-                line = data[start:nl]
-            start = nl + 1
-            self.line_no += 1
-            if len(line) > self.max_line_bytes:
-                out.append(
-                    ProtocolIssue(
-                        "oversize",
-                        f"line longer than {self.max_line_bytes} bytes; discarded",
-                        self.line_no,
-                        len(line),
-                        _preview(line[:PREVIEW_CHARS]),
-                    )
-                )
-                continue
-            out.append(line)
-        return out
+        self._discard_preview = ""
 
     @property
     def buffered(self) -> int:
+        """Bytes of an incomplete line held in memory (at most ``max_line_bytes``)."""
         return len(self._buffer)
 
+    @property
+    def discarding(self) -> bool:
+        """True while the rest of an oversize line is being dropped."""
+        return self._discarding
+
+    def feed(self, data: bytes) -> Sequence[bytes | ProtocolIssue]:
+        """Take a chunk (split anywhere); return the lines and oversize issues it completes."""
+        if data.__class__ is not bytes:
+            data = bytes(data)
+        if self._discarding:
+            nl = data.find(b"\n")
+            if nl < 0:
+                self._discarded += len(data)
+                return ()
+            self._discarding = False
+            self._discarded = 0
+            data = data[nl + 1 :]
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        limit = self.max_line_bytes
+        buffer = self._buffer
+        if buffer:
+            if not lines:
+                if len(buffer) + len(tail) > limit:
+                    head = bytes(buffer[: PREVIEW_CHARS * 4])
+                    head += tail[: PREVIEW_CHARS * 4 - len(head)]
+                    return [self._start_discard(head, len(buffer) + len(tail))]
+                buffer += tail
+                return ()
+            buffer += lines[0]
+            first = bytes(buffer)
+            buffer.clear()
+            if first.endswith(b"\r"):  # a \r\n split between two chunks
+                first = first[:-1]
+            lines[0] = first
+        out: Sequence[bytes | ProtocolIssue] = lines
+        if lines and (len(data) > limit or len(lines[0]) > limit):
+            out = self._check_lengths(lines)
+        self.line_no += len(lines)
+        if tail:
+            if len(tail) > limit:
+                if out is lines:
+                    out = list(lines)
+                assert isinstance(out, list)
+                out.append(self._start_discard(tail, len(tail)))
+            else:
+                buffer += tail
+        return out
+
+    def _check_lengths(self, lines: list[bytes]) -> list[bytes | ProtocolIssue]:
+        """The slow path, for chunks long enough to hold an oversize complete line."""
+        limit = self.max_line_bytes
+        out: list[bytes | ProtocolIssue] = []
+        for n, line in enumerate(lines, self.line_no + 1):
+            if len(line) > limit:
+                out.append(
+                    ProtocolIssue(
+                        "oversize",
+                        f"line of {len(line)} bytes is over the limit of {limit}; discarded",
+                        n,
+                        len(line),
+                        _preview(line),
+                    )
+                )
+            else:
+                out.append(line)
+        return out
+
+    def _start_discard(self, head: bytes, seen: int) -> ProtocolIssue:
+        self._buffer.clear()
+        self._discarding = True
+        self._discarded = seen
+        self._discard_preview = _preview(head)
+        self.line_no += 1
+        return ProtocolIssue(
+            "oversize",
+            f"line is over the limit of {self.max_line_bytes} bytes;"
+            " discarding it up to the next newline",
+            self.line_no,
+            seen,
+            self._discard_preview,
+        )
+
     def close(self) -> ProtocolIssue | None:
-        """At EOF: the bytes left without a newline, if any."""
+        """At end of stream: a ``trailing`` issue for bytes left without a newline, if any.
+
+        Its ``size`` counts every byte of that unterminated line (also the dropped ones of an
+        oversize line), and its preview is the line's start, for transport diagnostics.
+        """
+        if self._discarding:
+            issue = ProtocolIssue(
+                "trailing",
+                "end of stream inside an oversize line",
+                self.line_no,
+                self._discarded,
+                self._discard_preview,
+            )
+            self._discarding = False
+            self._discarded = 0
+            return issue
         if not self._buffer:
             return None
         data = bytes(self._buffer)
         self._buffer.clear()
         return ProtocolIssue(
             "trailing",
-            "bytes without a newline at EOF",
+            f"{len(data)} bytes without a newline at end of stream",
             self.line_no + 1,
             len(data),
             _preview(data),
         )
 
 
-class Connection:
-    """One side of a JSON-RPC conversation; call ``send_*`` to encode, ``receive_*`` to decode.
+# ---- the connection -----------------------------------------------------------------------------
 
-    Outgoing request ids are integers from 1. ``pending`` maps the ids of requests still waiting
-    for an answer to their method; a response to an unknown id (e.g. after :meth:`forget`) comes
-    back as a ``ProtocolIssue("unknown-response")``.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_encode = _ENCODER.encode
+_DECODER: Final = json.JSONDecoder()
+# The C scanner json.loads uses inside, without its regex-based whitespace skipping.
+_scan_once: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+class Connection:
+    """One side of a JSON-RPC conversation, with no I/O: the object codexd drives.
+
+    Outgoing: ``send_request`` / ``send_notification`` / ``send_response`` / ``send_error``
+    return one newline-terminated line of UTF-8 JSON for a stream; the ``*_frame`` variants
+    return the same message as ``str`` without newline, for one WebSocket text frame. Request ids
+    are integers counting from 1, and ``params`` is always sent (``{}`` at least: the Codex
+    app-server rejects a missing or null ``params``).
+
+    Incoming: :meth:`receive_data` takes stream bytes split anywhere (line mode),
+    :meth:`receive_message_text` one whole message (frame mode); :meth:`next_event` (or
+    :meth:`events`) returns what they produced, in order.
+
+    Bookkeeping: :attr:`pending` maps the ids of our requests that wait for an answer to their
+    methods; a response removes its entry and comes back with ``method`` filled in. A response
+    to an id that is not pending is a ``ProtocolIssue("unknown-response")``, except for the last
+    :data:`FORGOTTEN_REMEMBERED` ids given to :meth:`forget`, whose answers come back as
+    :class:`LateResponse`.
+
+    ``strict=True`` requires ``"jsonrpc": "2.0"`` on incoming messages (the local API);
+    ``emit_jsonrpc_field=True`` adds it to outgoing ones.
     """
 
     def __init__(
@@ -246,119 +565,328 @@ class Connection:
         *,
         strict: bool = False,
         emit_jsonrpc_field: bool = False,
-        max_line_bytes: int = 16 * 1024 * 1024,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     ) -> None:
         self.strict = strict
         self.emit_jsonrpc_field = emit_jsonrpc_field
+        self.max_line_bytes = max_line_bytes
         self._framer = LineFramer(max_line_bytes)
         self._events: deque[Event] = deque()
         self._next_id = 1
         self._pending: dict[RequestId, str] = {}
+        self._pending_view = MappingProxyType(self._pending)
+        self._forgotten: dict[RequestId, str] = {}
+        self._frame_no = 0
+        self._eof = False
+
+    # ---- state ----------------------------------------------------------------------------
 
     @property
     def pending(self) -> Mapping[RequestId, str]:
-        return self._pending
+        """Our requests still waiting for an answer: id -> method (a read-only live view)."""
+        return self._pending_view
 
-    # ---- outgoing ----------------------------------------------------------------------
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete incoming line held in memory (at most ``max_line_bytes``)."""
+        return self._framer.buffered
 
-    def _encode(self, message: JsonObject) -> bytes:
-        if self.emit_jsonrpc_field:
-            message = {"jsonrpc": "2.0", **message}
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    @property
+    def line_no(self) -> int:
+        """Lines seen so far in line mode (blank ones included)."""
+        return self._framer.line_no
 
-    def send_request(self, method: str, params: Any = None) -> tuple[int, bytes]:
-        """Encode a request; ``params`` is always sent (``{}`` when None)."""
-        request_id = self._next_id
-        self._next_id += 1
-        self._pending[request_id] = method
-        return request_id, self._encode(
-            {"id": request_id, "method": method, "params": {} if params is None else params}
-        )
+    # ---- outgoing -------------------------------------------------------------------------
 
-    def send_notification(self, method: str, params: Any = None) -> bytes:
-        return self._encode({"method": method, "params": {} if params is None else params})
+    def send_request(self, method: str, params: JsonObject | None = None) -> tuple[int, bytes]:
+        """Encode a request with the next id and record it as pending; returns ``(id, line)``."""
+        request_id, message = self._request(method, params)
+        return request_id, self._line(message)
 
-    def send_response(self, request_id: RequestId | None, result: Any) -> bytes:
-        return self._encode({"id": request_id, "result": result})
+    def send_notification(self, method: str, params: JsonObject | None = None) -> bytes:
+        """Encode a notification (no answer expected)."""
+        return self._line(self._notification(method, params))
+
+    def send_response(self, request_id: RequestId, result: Any) -> bytes:
+        """Encode the result of a peer's request."""
+        return self._line(self._response(request_id, result))
 
     def send_error(
         self, request_id: RequestId | None, code: int, message: str, data: Any = None
     ) -> bytes:
-        error: JsonObject = {"code": code, "message": message}
-        if data is not None:
-            error["data"] = data
-        return self._encode({"id": request_id, "error": error})
+        """Encode an error answer; ``request_id`` is ``None`` when the id could not be read."""
+        return self._line(self._error(request_id, code, message, data))
+
+    def send_rejection(self, issue: ProtocolIssue) -> bytes | None:
+        """Server role: encode the error answer for an invalid incoming message (see
+        :func:`rejection`), or ``None`` when it must stay unanswered."""
+        message = rejection(issue)
+        return None if message is None else self._line(message)
+
+    def send_request_frame(self, method: str, params: JsonObject | None = None) -> tuple[int, str]:
+        """:meth:`send_request` for one WebSocket text frame (``str``, no newline)."""
+        request_id, message = self._request(method, params)
+        return request_id, self._frame(message)
+
+    def send_notification_frame(self, method: str, params: JsonObject | None = None) -> str:
+        """:meth:`send_notification` for one WebSocket text frame."""
+        return self._frame(self._notification(method, params))
+
+    def send_response_frame(self, request_id: RequestId, result: Any) -> str:
+        """:meth:`send_response` for one WebSocket text frame."""
+        return self._frame(self._response(request_id, result))
+
+    def send_error_frame(
+        self, request_id: RequestId | None, code: int, message: str, data: Any = None
+    ) -> str:
+        """:meth:`send_error` for one WebSocket text frame."""
+        return self._frame(self._error(request_id, code, message, data))
+
+    def send_rejection_frame(self, issue: ProtocolIssue) -> str | None:
+        """:meth:`send_rejection` for one WebSocket text frame."""
+        message = rejection(issue)
+        return None if message is None else self._frame(message)
 
     def forget(self, request_id: RequestId) -> None:
-        """Stop waiting for ``request_id`` (it timed out); a late answer is reported as an issue."""
-        self._pending.pop(request_id, None)
+        """Stop waiting for ``request_id`` (it timed out, or its caller was cancelled).
 
-    # ---- incoming ----------------------------------------------------------------------
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes of a newline-delimited stream."""
-        for item in self._framer.feed(data):
-            if isinstance(item, ProtocolIssue):
-                self._events.append(item)
-            elif item.strip():
-                self._events.append(self._decode(item, self._framer.line_no))
-
-    def receive_message_text(self, text: str | bytes) -> None:
-        """Feed one whole message (a WebSocket frame)."""
-        self._framer.line_no += 1
-        self._events.append(self._decode(text, self._framer.line_no))
-
-    def receive_eof(self) -> ProtocolIssue | None:
-        """The stream ended; returns the trailing-bytes issue, if bytes were left over."""
-        return self._framer.close()
+        Its entry leaves :attr:`pending`; if the answer still comes, it is reported as a
+        :class:`LateResponse` (for the last :data:`FORGOTTEN_REMEMBERED` forgotten ids; older
+        ones as ``unknown-response``). Forgetting an id that is not pending does nothing.
+        """
+        method = self._pending.pop(request_id, None)
+        if method is None:
+            return
+        forgotten = self._forgotten
+        forgotten[request_id] = method
+        if len(forgotten) > FORGOTTEN_REMEMBERED:
+            del forgotten[next(iter(forgotten))]
 
     def close_pending(self) -> list[tuple[RequestId, str]]:
-        """Requests that will never be answered (the connection closed)."""
+        """The transport closed: return every pending ``(id, method)``, oldest first, and clear
+        them; those requests will never be answered and their callers should be failed."""
         out = list(self._pending.items())
         self._pending.clear()
         return out
 
-    def next_event(self) -> Event | _NeedData:
-        """The next classified message or issue, or :data:`NEED_DATA`."""
-        if not self._events:
-            return NEED_DATA
-        return self._events.popleft()
+    def _request(self, method: str, params: JsonObject | None) -> tuple[int, JsonObject]:
+        message = self._notification(method, params)
+        request_id = self._next_id
+        self._next_id += 1
+        message["id"] = request_id
+        self._pending[request_id] = method
+        return request_id, message
+
+    def _notification(self, method: str, params: JsonObject | None) -> JsonObject:
+        if method.__class__ is not str or not method:
+            raise LocalProtocolError(f"method must be a non-empty string, not {method!r}")
+        if params is None:
+            params = {}
+        elif params.__class__ is not dict and not isinstance(params, dict):
+            raise LocalProtocolError(f"params must be an object (dict), not {type(params)}")
+        if self.emit_jsonrpc_field:
+            return {"jsonrpc": "2.0", "method": method, "params": params}
+        return {"method": method, "params": params}
+
+    def _response(self, request_id: RequestId, result: Any) -> JsonObject:
+        if not _is_id(request_id):
+            raise LocalProtocolError(f"a response needs a string or integer id: {request_id!r}")
+        if self.emit_jsonrpc_field:
+            return {"jsonrpc": "2.0", "id": request_id, "result": result}
+        return {"id": request_id, "result": result}
+
+    def _error(
+        self, request_id: RequestId | None, code: int, message: str, data: Any
+    ) -> JsonObject:
+        if request_id is not None and not _is_id(request_id):
+            raise LocalProtocolError(f"an error needs a string, integer or null id: {request_id!r}")
+        if code.__class__ is not int:
+            raise LocalProtocolError(f"error code must be an integer, not {code!r}")
+        error: JsonObject = {"code": code, "message": str(message)}
+        if data is not None:
+            error["data"] = data
+        if self.emit_jsonrpc_field:
+            return {"jsonrpc": "2.0", "id": request_id, "error": error}
+        return {"id": request_id, "error": error}
+
+    @staticmethod
+    def _dump(message: JsonObject) -> str:
+        try:
+            return _encode(message)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise LocalProtocolError(f"cannot encode message as JSON: {exc}") from exc
+
+    def _line(self, message: JsonObject) -> bytes:
+        text = self._dump(message)
+        try:
+            return (text + "\n").encode()
+        except UnicodeEncodeError as exc:
+            raise LocalProtocolError(
+                f"message is not valid Unicode (lone surrogate): {exc}"
+            ) from exc
+
+    def _frame(self, message: JsonObject) -> str:
+        text = self._dump(message)
+        if not text.isascii():  # O(1); only non-ASCII text can hold a lone surrogate
+            try:
+                text.encode()
+            except UnicodeEncodeError as exc:
+                raise LocalProtocolError(f"message is not valid Unicode: {exc}") from exc
+        return text
+
+    # ---- incoming -------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Line mode: feed bytes of a newline-delimited stream, split anywhere.
+
+        Every complete line becomes one event (blank lines are skipped); an incomplete last line
+        waits for the next call. Raises :class:`LocalProtocolError` after :meth:`receive_eof`.
+        """
+        if self._eof:
+            raise LocalProtocolError("receive_data() after receive_eof()")
+        items = self._framer.feed(data)
+        if not items:
+            return
+        strict = self.strict
+        pending = self._pending
+        append = self._events.append
+        # Each item (a line, or an oversize issue standing for one) takes the next line number.
+        n = self._framer.line_no - len(items)
+        for item in items:
+            n += 1
+            if isinstance(item, ProtocolIssue):
+                append(item)
+                continue
+            # Fast path: UTF-8 decode and one C-level JSON scan. Anything unusual (whitespace
+            # around the value, errors, not an object) takes the slow path, where json.loads
+            # gives the canonical answer.
+            try:
+                text = item.decode()
+                obj, end = _scan_once(text, 0)
+                whole = end == len(text)
+            except (ValueError, StopIteration, RecursionError):
+                whole = False
+            if not whole or obj.__class__ is not dict:
+                event = self._slow_line(item, n, skip_blank=True)
+                if event is not None:
+                    append(event)
+                continue
+            if not strict:
+                # The two hot shapes, inline: a notification, and a result for a pending id.
+                method = obj.get("method")
+                if method is not None:
+                    if method.__class__ is str and method and "id" not in obj:
+                        params = obj.get("params")
+                        if params.__class__ is dict:
+                            append(Notification(method, params))
+                            continue
+                elif "result" in obj and "error" not in obj:
+                    rid = obj.get("id")
+                    if rid.__class__ is int or rid.__class__ is str:
+                        got = pending.pop(rid, None)
+                        if got is not None:
+                            append(Response(rid, obj["result"], got))
+                            continue
+            append(self._match(classify(obj, strict=strict), item, n))
+
+    def receive_message_text(self, text: str | bytes) -> None:
+        """Frame mode: feed one whole message (a WebSocket frame; text, or bytes of UTF-8).
+
+        The size limit applies to its UTF-8 length; ``line_no`` in issues counts frames.
+        """
+        self._frame_no += 1
+        n = self._frame_no
+        limit = self.max_line_bytes
+        if isinstance(text, str):
+            size = len(text)
+            if size * 4 > limit:  # UTF-8 takes at most 4 bytes a character
+                size = len(text.encode("utf-8", "surrogatepass"))
+        else:
+            size = len(text)
+        if size > limit:
+            self._events.append(
+                ProtocolIssue(
+                    "oversize",
+                    f"message of {size} bytes is over the limit of {limit}; discarded",
+                    n,
+                    size,
+                    _preview(text),
+                    error_code=INVALID_REQUEST,
+                )
+            )
+            return
+        event = self._slow_line(text, n, skip_blank=False)
+        assert event is not None
+        self._events.append(event)
+
+    def receive_eof(self) -> ProtocolIssue | None:
+        """The peer closed the stream. Returns a ``trailing`` issue for bytes left without a
+        newline (a count and a preview for the transport's diagnostics), else ``None``.
+
+        Pending requests stay in :attr:`pending` until :meth:`close_pending` collects them.
+        Idempotent; feeding data afterwards is a :class:`LocalProtocolError`.
+        """
+        if self._eof:
+            return None
+        self._eof = True
+        return self._framer.close()
+
+    def next_event(self) -> Event | NeedData:
+        """The next event, in arrival order, or :data:`NEED_DATA` when none is ready."""
+        if self._events:
+            return self._events.popleft()
+        return NEED_DATA
 
     def events(self) -> list[Event]:
-        """All events ready now (drains the queue); faster than looping on next_event."""
+        """Every event ready now, draining the queue: one call instead of a ``next_event`` loop."""
         out = list(self._events)
         self._events.clear()
         return out
 
-    def _decode(self, raw: bytes | str, line_no: int) -> Event:
+    def _slow_line(self, raw: bytes | str, n: int, *, skip_blank: bool) -> Event | None:
+        """Decode one line or frame the careful way; ``None`` for a blank line if skipped."""
         try:
-            obj = json.loads(raw)
-        except (UnicodeDecodeError, ValueError) as exc:
-            size = len(raw)
-            return ProtocolIssue("undecodable", f"not JSON: {exc}", line_no, size, _preview(raw))
-        message = classify(obj, strict=self.strict)
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            obj = json.loads(text)
+        except UnicodeDecodeError as exc:
+            detail = f"not UTF-8: {exc.reason} at byte {exc.start}"
+        except (ValueError, RecursionError) as exc:
+            if skip_blank and not raw.strip():
+                return None
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            detail = f"not JSON: {reason}"
+        else:
+            return self._match(classify(obj, strict=self.strict), raw, n)
+        return ProtocolIssue(
+            "undecodable", detail, n, _size(raw), _preview(raw), error_code=PARSE_ERROR
+        )
+
+    def _match(self, message: Message | ProtocolIssue, raw: bytes | str, n: int) -> Event:
+        """Fill in the method of a response from :attr:`pending`; name the line of an issue."""
+        if message.__class__ is Request or message.__class__ is Notification:
+            return message
         if isinstance(message, ProtocolIssue):
-            return attrs.evolve(message, line_no=line_no, size=len(raw), preview=_preview(raw))
-        if isinstance(message, Response):
-            method = self._pending.pop(message.id, None)
-            if method is None:
-                return ProtocolIssue(
-                    "unknown-response",
-                    f"response to unknown id {message.id!r}",
-                    line_no,
-                    len(raw),
-                    _preview(raw),
-                )
+            return attrs.evolve(message, line_no=n, size=_size(raw), preview=_preview(raw))
+        assert isinstance(message, Response | ErrorResponse)
+        rid = message.id
+        if rid is None:  # an error about a message the peer could not read: matches nothing
+            return message
+        method = self._pending.pop(rid, None)
+        if method is not None:
             return attrs.evolve(message, method=method)
-        if isinstance(message, ErrorResponse) and message.id is not None:
-            method = self._pending.pop(message.id, None)
-            if method is None:
-                return ProtocolIssue(
-                    "unknown-response",
-                    f"error for unknown id {message.id!r}",
-                    line_no,
-                    len(raw),
-                    _preview(raw),
-                )
-            return attrs.evolve(message, method=method)
-        return message
+        method = self._forgotten.pop(rid, None)
+        if method is not None:
+            return LateResponse(attrs.evolve(message, method=method))
+        what = "result" if isinstance(message, Response) else "error"
+        return ProtocolIssue(
+            "unknown-response",
+            f"{what} for id {rid!r}, which matches no pending request",
+            n,
+            _size(raw),
+            _preview(raw),
+            request_id=rid,
+        )
+
+
+def _size(raw: bytes | str) -> int:
+    return len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))

@@ -59,6 +59,10 @@ TURN_OVERRIDES = (
 )
 
 
+#: Finished turn trackers kept in memory (their final message stays available to wait_turn).
+KEEP_FINISHED_TURNS = 1000
+
+
 class ClientProvider(Protocol):
     """What the session manager needs from the connection supervisor."""
 
@@ -636,6 +640,12 @@ class SessionManager:
     # ---- the watchdog --------------------------------------------------------------------
 
     async def _watchdog(self, turn: _Turn) -> None:
+        try:
+            await self._watch(turn)
+        finally:
+            self._forget_finished()
+
+    async def _watch(self, turn: _Turn) -> None:
         idle = self.config.turns.idle_timeout_s
         while not turn.done.is_set():
             deadline = turn.last_activity + idle
@@ -646,6 +656,16 @@ class SessionManager:
                 continue  # an event came in meanwhile
             await self._watchdog_fired(turn)
             return
+
+    def _forget_finished(self) -> None:
+        """Keep memory bounded: drop the oldest finished trackers beyond KEEP_FINISHED_TURNS.
+
+        A forgotten turn can still be waited for while it is its session's last turn (the
+        session record keeps its final status).
+        """
+        finished = [tid for tid, t in self._turns.items() if t.done.is_set()]
+        for turn_id in finished[: max(0, len(finished) - KEEP_FINISHED_TURNS)]:
+            del self._turns[turn_id]
 
     async def _watchdog_fired(self, turn: _Turn) -> None:
         idle = self.config.turns.idle_timeout_s

@@ -26,7 +26,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     ),
     "test_stderr_spew_of_100kib_lines_never_stalls_a_turn": (
         "1 MB/s of stderr in 100 KiB lines",
-        "turn not stalled (< 2.5 s for a 1 s turn); stderr fully drained to the log",
+        "turn not stalled; > 500 kB of stderr drained to the log meanwhile",
     ),
     "test_lost_websocket_reconnects_and_resumes": (
         "external app-server killed and restarted",

@@ -30,7 +30,8 @@ async def test_stderr_spew_of_100kib_lines_never_stalls_a_turn(tmp_path: Path) -
             elapsed = trio.current_time() - started
             assert result.status == "completed"
             assert result.final_message == "spew survived"
-            assert elapsed < 2.5, f"a 1 s turn took {elapsed:.2f}s under stderr spew"
+            # A stalled pipe would hang the turn for good; 10 s is a stall bound, not a timing.
+            assert elapsed < 10, f"a 1 s turn took {elapsed:.2f}s under stderr spew"
     size = (tmp_path / "state" / "child-stderr.log").stat().st_size
     assert size > 500_000, f"only {size} bytes of stderr were drained"
 

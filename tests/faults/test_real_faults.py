@@ -44,6 +44,7 @@ async def test_kill_child_mid_turn_restarts_resumes_and_next_turn_completes(
                 assert missing.detail is not None and missing.detail["childSignal"] == "SIGKILL"
                 resumed = await wait_event(daemon, "session.resumed")
                 back_after = trio.current_time() - killed_at
+                print(f"child back and session resumed {back_after:.2f}s after kill -9")
                 assert back_after < 3.0, f"child back and session resumed after {back_after:.2f}s"
                 assert resumed.session_id == session.session_id
                 state = daemon.status().child
