@@ -410,7 +410,8 @@ class LineFramer:
 
     @property
     def buffered(self) -> int:
-        """Bytes of an incomplete line held in memory (at most ``max_line_bytes``)."""
+        """Bytes of an incomplete line held in memory (at most ``max_line_bytes``, plus one
+        for a ``\\r`` that may start a ``\\r\\n``)."""
         return len(self._buffer)
 
     @property
@@ -438,7 +439,8 @@ class LineFramer:
         buffer = self._buffer
         if buffer:
             if not lines:
-                if len(buffer) + len(tail) > limit:
+                # A \r that may be the first half of a \r\n does not count against the limit.
+                if len(buffer) + len(tail) > limit + (tail[-1:] == b"\r"):
                     head = bytes(buffer[: PREVIEW_CHARS * 4])
                     head += tail[: PREVIEW_CHARS * 4 - len(head)]
                     return [self._start_discard(head, len(buffer) + len(tail))]
@@ -455,13 +457,9 @@ class LineFramer:
             out = self._check_lengths(lines)
         self.line_no += len(lines)
         if tail:
-            if len(tail) > limit:
-                if out is lines:
-                    out = list(lines)
-                assert isinstance(out, list)
-                out.append(self._start_discard(tail, len(tail)))
-            else:
-                buffer += tail
+            if len(tail) > limit + (tail[-1:] == b"\r"):
+                return [*out, self._start_discard(tail, len(tail))]
+            buffer += tail
         return out
 
     def _check_lengths(self, lines: list[bytes]) -> list[bytes | ProtocolIssue]:

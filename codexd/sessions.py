@@ -3,18 +3,14 @@
 :class:`SessionManager` turns app-server notifications into stored events (``app-server.<method
 with dots>``, deltas included) and keeps session records current the way the seed did
 (``turn/started``, ``turn/completed`` and ``error`` patch the session of that thread). Each turn
-in flight has a :class:`_Turn` tracker with an idle watchdog: every event of the turn resets it;
-when it fires the turn is read back with ``thread/read`` and settled from the persisted status,
-else interrupted (bounded), else failed with diagnostics. codexd never resends a turn itself.
-When the connection closes with turns in flight (the binary exits at once on SIGTERM or stdin EOF,
+in flight is followed by a tracker with an idle watchdog (:mod:`codexd.turns`). When the connection closes with turns in flight (the binary exits at once on SIGTERM or stdin EOF,
 with no ``turn/completed``), each such turn is failed with an ``app-server.turn.completed.missing``
 event carrying the diagnostics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 import trio
@@ -23,10 +19,11 @@ from . import _time
 from .appserver import AppServerClient, RequestTimeout, RpcCallError
 from .child import preview
 from .config import Config
-from .errors import CodexdError, InvalidRequest, NotActive, NotFound, WrongMode
+from .errors import InvalidRequest, NotActive, NotFound, WrongMode
 from .jsonrpc import Notification
 from .records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult
 from .store import Store, new_id
+from .turns import ClientProvider, TurnBook, final_agent_message
 
 JsonObject = dict[str, Any]
 
@@ -59,41 +56,6 @@ TURN_OVERRIDES = (
 )
 
 
-#: Finished turn trackers kept in memory (their final message stays available to wait_turn).
-KEEP_FINISHED_TURNS = 1000
-
-
-class ClientProvider(Protocol):
-    """What the session manager needs from the connection supervisor."""
-
-    @property
-    def endpoint(self) -> str: ...
-
-    async def client(self) -> AppServerClient:
-        """A connected, initialized client; waits behind the lifecycle barrier (bounded)."""
-        ...
-
-
-@attrs.define
-class _Turn:
-    session_id: str
-    thread_id: str
-    turn_id: str
-    status: str = "inProgress"
-    final_message: str | None = None
-    error: JsonObject | None = None
-    agent_text: dict[str, str] = attrs.field(factory=dict)
-    last_agent_item: str | None = None
-    last_activity: float = 0.0
-    done: trio.Event = attrs.field(factory=trio.Event)
-
-    def result(self) -> TurnResult:
-        message = self.final_message
-        if message is None and self.last_agent_item is not None:
-            message = self.agent_text.get(self.last_agent_item)
-        return TurnResult(self.session_id, self.turn_id, self.status, message, self.error)
-
-
 def _text_input(value: Any) -> list[JsonObject]:
     if isinstance(value, str):
         if not value.strip():
@@ -102,15 +64,6 @@ def _text_input(value: Any) -> list[JsonObject]:
     if isinstance(value, list) and value and all(isinstance(i, dict) for i in value):
         return value
     raise InvalidRequest("input must be a non-empty string or item list", field="input")
-
-
-def _final_agent_message(turn: JsonObject) -> str | None:
-    items = turn.get("items") or []
-    for item in reversed(items):
-        if isinstance(item, dict) and item.get("type") == "agentMessage":
-            text = item.get("text")
-            return text if isinstance(text, str) else None
-    return None
 
 
 def _event_type(method: str) -> str:
@@ -127,15 +80,13 @@ class SessionManager:
         self.config = config
         self.provider = provider
         self._nursery = nursery
-        self._turns: dict[str, _Turn] = {}
         self.thread_sessions: dict[str, str] = {
             s.thread_id: s.session_id
             for s in store.list_sessions()
             if s.status == "active" and s.thread_id
         }
         self.on_server_request_resolved: Any = None
-        #: Called with a reason when the app-server stops answering (set by the supervisor).
-        self.on_wedged: Callable[[str], Awaitable[None]] | None = None
+        self.turns = TurnBook(store, config, provider, nursery, self._sessions_of_thread)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -163,14 +114,6 @@ class SessionManager:
             for s in self.store.list_sessions()
             if s.thread_id == thread_id and s.status == "active"
         ]
-
-    def _tracker(self, session_id: str, thread_id: str, turn_id: str) -> _Turn:
-        turn = self._turns.get(turn_id)
-        if turn is None:
-            turn = _Turn(session_id, thread_id, turn_id, last_activity=trio.current_time())
-            self._turns[turn_id] = turn
-            self._nursery.start_soon(self._watchdog, turn)
-        return turn
 
     # ---- sessions ------------------------------------------------------------------------
 
@@ -268,7 +211,7 @@ class SessionManager:
                 "turn/start", {"threadId": session.thread_id, "input": items, **overrides}
             )
             turn_id = str((result.get("turn") or {}).get("id"))
-        turn = self._tracker(session_id, session.thread_id, turn_id)
+        turn = self.turns.tracker(session_id, session.thread_id, turn_id)
         turn.last_activity = trio.current_time()
         current = self._session(session_id)
         if not turn.done.is_set():
@@ -302,42 +245,9 @@ class SessionManager:
         if not turn_id:
             raise NotActive(f"session {session_id!r} has no turn in progress", field="sessionId")
         assert session.thread_id is not None
-        turn = self._tracker(session_id, session.thread_id, turn_id)
-        await self._interrupt(turn, reason="requested")
+        turn = self.turns.tracker(session_id, session.thread_id, turn_id)
+        await self.turns.interrupt(turn, reason="requested")
         return turn.result()
-
-    async def _interrupt(self, turn: _Turn, *, reason: str) -> None:
-        bound = self.config.turns.interrupt_timeout_s
-        try:
-            client = await self.provider.client()
-            await client.request(
-                "turn/interrupt",
-                {"threadId": turn.thread_id, "turnId": turn.turn_id},
-                timeout_s=bound,
-            )
-        except CodexdError as exc:
-            if not turn.done.is_set():
-                await self.store.emit(
-                    "turn.interrupt.failed",
-                    f"turn/interrupt for {turn.turn_id} failed: {exc}",
-                    level="warn",
-                    detail={"turnId": turn.turn_id, "reason": reason, "error": str(exc)},
-                    session_id=turn.session_id,
-                )
-            if isinstance(exc, RequestTimeout) and self.on_wedged is not None:
-                # The server does not even answer an interrupt: it is wedged (stopped, stuck).
-                # Restarting it fails this turn with diagnostics and resumes the sessions.
-                await self.on_wedged(f"turn/interrupt of {turn.turn_id} timed out")
-        with trio.move_on_after(bound):
-            await turn.done.wait()
-        if not turn.done.is_set():
-            await self._settle(
-                turn,
-                "failed",
-                error={"message": f"turn did not end within {bound:g}s of turn/interrupt"},
-                event_type="turn.interrupt.timeout",
-                detail={"reason": reason},
-            )
 
     async def wait_turn(
         self, session_id: str, turn_id: str | None = None, timeout_s: float | None = None
@@ -347,7 +257,7 @@ class SessionManager:
         turn_id = turn_id or session.current_turn_id or session.last_turn_id
         if not turn_id:
             raise NotActive(f"session {session_id!r} has no turn to wait for", field="turnId")
-        turn = self._turns.get(turn_id)
+        turn = self.turns.turns.get(turn_id)
         if turn is None:
             if session.last_turn_id == turn_id and session.current_turn_id != turn_id:
                 return TurnResult(session_id, turn_id, session.last_turn_status or "unknown")
@@ -371,7 +281,7 @@ class SessionManager:
         records: list[Session] = []
         level = "info"
         message = f"App-server notification {method}."
-        turn = self._turns.get(turn_id) if isinstance(turn_id, str) else None
+        turn = self.turns.turns.get(turn_id) if isinstance(turn_id, str) else None
         if turn is not None:
             turn.last_activity = trio.current_time()
 
@@ -385,7 +295,7 @@ class SessionManager:
         elif method == "turn/started" and turn_obj is not None and isinstance(thread_id, str):
             tid = str(turn_obj.get("id"))
             if session_id is not None:
-                turn = self._tracker(session_id, thread_id, tid)
+                turn = self.turns.tracker(session_id, thread_id, tid)
             records = [
                 attrs.evolve(
                     s,
@@ -411,10 +321,10 @@ class SessionManager:
                 for s in self._sessions_of_thread(thread_id)
             ]
             if turn is None and session_id is not None:
-                turn = self._tracker(session_id, thread_id, tid)
+                turn = self.turns.tracker(session_id, thread_id, tid)
             if turn is not None:
                 turn.status = status
-                turn.final_message = _final_agent_message(turn_obj) or turn.result().final_message
+                turn.final_message = final_agent_message(turn_obj) or turn.result().final_message
                 turn.error = turn_obj.get("error") or turn.error
             level = "error" if status == "failed" else "info"
             message = f"App-server turn {tid} {status}."
@@ -467,56 +377,9 @@ class SessionManager:
 
     # ---- settling ------------------------------------------------------------------------
 
-    async def _settle(
-        self,
-        turn: _Turn,
-        status: str,
-        *,
-        event_type: str,
-        final_message: str | None = None,
-        error: JsonObject | None = None,
-        detail: JsonObject | None = None,
-        level: str = "error",
-    ) -> None:
-        """End a turn codexd had to settle itself, persist it, and wake its waiters."""
-        if turn.done.is_set():
-            return
-        turn.status = status
-        if final_message is not None:
-            turn.final_message = final_message
-        if error is not None:
-            turn.error = error
-        records = [
-            attrs.evolve(
-                s,
-                current_turn_id=None if s.current_turn_id == turn.turn_id else s.current_turn_id,
-                last_turn_id=turn.turn_id,
-                last_turn_status=status,
-                updated_at=_time.now_iso(),
-            )
-            for s in self._sessions_of_thread(turn.thread_id)
-        ]
-        await self.store.record(
-            event_type,
-            f"Turn {turn.turn_id} settled as {status}"
-            + (f": {error.get('message')}" if error else "."),
-            level=level,  # type: ignore[arg-type]
-            detail={
-                "sessionId": turn.session_id,
-                "threadId": turn.thread_id,
-                "turnId": turn.turn_id,
-                "status": status,
-                "error": error,
-                **(detail or {}),
-            },
-            session_id=turn.session_id,
-            records=records,
-        )
-        turn.done.set()
-
     async def connection_closed(self, diagnostics: JsonObject) -> None:
         """The app-server connection ended: fail every turn still in flight, with diagnostics."""
-        in_flight = [t for t in self._turns.values() if not t.done.is_set()]
+        in_flight = [t for t in self.turns.turns.values() if not t.done.is_set()]
         known = {t.turn_id for t in in_flight}
         # Turns codexd only knows from the store (e.g. started before a daemon restart).
         for session in self.store.list_sessions():
@@ -527,10 +390,12 @@ class SessionManager:
                 and session.current_turn_id not in known
             ):
                 in_flight.append(
-                    self._tracker(session.session_id, session.thread_id, session.current_turn_id)
+                    self.turns.tracker(
+                        session.session_id, session.thread_id, session.current_turn_id
+                    )
                 )
         for turn in in_flight:
-            await self._settle(
+            await self.turns.settle(
                 turn,
                 "failed",
                 event_type="app-server.turn.completed.missing",
@@ -589,23 +454,23 @@ class SessionManager:
             turn_id = session.current_turn_id
             if session.status != "active" or not turn_id or not session.thread_id:
                 continue
-            if turn_id in self._turns and not self._turns[turn_id].done.is_set():
+            if turn_id in self.turns.turns and not self.turns.turns[turn_id].done.is_set():
                 continue
-            turn = self._tracker(session.session_id, session.thread_id, turn_id)
-            persisted = await self._read_turn(turn, client)
+            turn = self.turns.tracker(session.session_id, session.thread_id, turn_id)
+            persisted = await self.turns.read_turn(turn, client)
             status = (persisted or {}).get("status")
             if status in FINAL_TURN_STATUSES:
-                await self._settle(
+                await self.turns.settle(
                     turn,
                     str(status),
                     event_type="turn.settled",
-                    final_message=_final_agent_message(persisted or {}),
+                    final_message=final_agent_message(persisted or {}),
                     error=(persisted or {}).get("error"),
                     detail={"source": "thread/read", "after": "restart"},
                     level="warn",
                 )
             elif fresh_server:
-                await self._settle(
+                await self.turns.settle(
                     turn,
                     "failed",
                     event_type="app-server.turn.completed.missing",
@@ -638,82 +503,3 @@ class SessionManager:
         )
 
     # ---- the watchdog --------------------------------------------------------------------
-
-    async def _watchdog(self, turn: _Turn) -> None:
-        try:
-            await self._watch(turn)
-        finally:
-            self._forget_finished()
-
-    async def _watch(self, turn: _Turn) -> None:
-        idle = self.config.turns.idle_timeout_s
-        while not turn.done.is_set():
-            deadline = turn.last_activity + idle
-            with trio.move_on_at(deadline):
-                await turn.done.wait()
-                return
-            if trio.current_time() < turn.last_activity + idle:
-                continue  # an event came in meanwhile
-            await self._watchdog_fired(turn)
-            return
-
-    def _forget_finished(self) -> None:
-        """Keep memory bounded: drop the oldest finished trackers beyond KEEP_FINISHED_TURNS.
-
-        A forgotten turn can still be waited for while it is its session's last turn (the
-        session record keeps its final status).
-        """
-        finished = [tid for tid, t in self._turns.items() if t.done.is_set()]
-        for turn_id in finished[: max(0, len(finished) - KEEP_FINISHED_TURNS)]:
-            del self._turns[turn_id]
-
-    async def _watchdog_fired(self, turn: _Turn) -> None:
-        idle = self.config.turns.idle_timeout_s
-        await self.store.emit(
-            "turn.watchdog.fired",
-            f"No event for turn {turn.turn_id} in {idle:g}s; reading it back.",
-            level="warn",
-            detail={"turnId": turn.turn_id, "threadId": turn.thread_id},
-            session_id=turn.session_id,
-        )
-        # A short grace: the completion may be in flight right now.
-        with trio.move_on_after(min(2.0, idle / 10)):
-            await turn.done.wait()
-            return
-        persisted = await self._read_turn(turn)
-        if persisted is not None and persisted.get("status") in FINAL_TURN_STATUSES:
-            await self._settle(
-                turn,
-                str(persisted["status"]),
-                event_type="turn.settled",
-                final_message=_final_agent_message(persisted),
-                error=persisted.get("error"),
-                detail={"source": "thread/read"},
-                level="warn",
-            )
-            return
-        await self._interrupt(turn, reason="watchdog")
-        if not turn.done.is_set():
-            await self._settle(
-                turn,
-                "failed",
-                event_type="turn.watchdog.failed",
-                error={"message": f"turn was idle for {idle:g}s and could not be settled"},
-                detail={"persistedStatus": (persisted or {}).get("status")},
-            )
-
-    async def _read_turn(
-        self, turn: _Turn, client: AppServerClient | None = None
-    ) -> JsonObject | None:
-        try:
-            client = client or await self.provider.client()
-            result = await client.request(
-                "thread/read", {"threadId": turn.thread_id, "includeTurns": True}
-            )
-        except CodexdError:
-            return None
-        turns: Sequence[Any] = (result.get("thread") or {}).get("turns") or []
-        for item in turns:
-            if isinstance(item, dict) and item.get("id") == turn.turn_id:
-                return item
-        return None

@@ -76,7 +76,7 @@ class AppServerSupervisor:
         self.restart_count = 0
         self.child: ManagedChild | None = None
         self._wake = trio.Event()
-        sessions.on_wedged = self.kill_wedged
+        sessions.turns.on_wedged = self.kill_wedged
 
     @property
     def endpoint(self) -> str:

@@ -1,0 +1,262 @@
+"""Turns in flight: trackers, the idle watchdog, and settling turns codexd must end itself.
+
+Each turn has a :class:`Turn` tracker fed by the session manager's notification handler. Its
+idle watchdog, reset by every event of the turn, fires after ``turns.idle_timeout_s``: the turn
+is read back with ``thread/read`` and settled from the persisted status; if it still runs, a
+bounded ``turn/interrupt``; if even that gets no answer the app-server is wedged and
+``on_wedged`` restarts it; if the turn still has not ended it is failed with diagnostics.
+codexd never resends a turn itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from . import _time
+from .appserver import AppServerClient, RequestTimeout
+from .config import Config
+from .errors import CodexdError
+from .records import FINAL_TURN_STATUSES, Session, TurnResult
+from .store import Store
+
+JsonObject = dict[str, Any]
+
+#: Finished turn trackers kept in memory (their final message stays available to wait_turn).
+KEEP_FINISHED_TURNS = 1000
+
+
+class ClientProvider(Protocol):
+    """What the session manager needs from the connection supervisor."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    async def client(self) -> AppServerClient:
+        """A connected, initialized client; waits behind the lifecycle barrier (bounded)."""
+        ...
+
+
+@attrs.define
+class Turn:
+    """What codexd knows of one turn: its status, final message, error, last activity."""
+
+    session_id: str
+    thread_id: str
+    turn_id: str
+    status: str = "inProgress"
+    final_message: str | None = None
+    error: JsonObject | None = None
+    agent_text: dict[str, str] = attrs.field(factory=dict)
+    last_agent_item: str | None = None
+    last_activity: float = 0.0
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+    def result(self) -> TurnResult:
+        message = self.final_message
+        if message is None and self.last_agent_item is not None:
+            message = self.agent_text.get(self.last_agent_item)
+        return TurnResult(self.session_id, self.turn_id, self.status, message, self.error)
+
+
+def final_agent_message(turn: JsonObject) -> str | None:
+    items = turn.get("items") or []
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("type") == "agentMessage":
+            text = item.get("text")
+            return text if isinstance(text, str) else None
+    return None
+
+
+class TurnBook:
+    """The turns codexd follows, keyed by turn id."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        provider: ClientProvider,
+        nursery: trio.Nursery,
+        sessions_of_thread: Callable[[str], list[Session]],
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.provider = provider
+        self._nursery = nursery
+        self._sessions_of_thread = sessions_of_thread
+        self.turns: dict[str, Turn] = {}
+        #: Called with a reason when the app-server stops answering (set by the supervisor).
+        self.on_wedged: Callable[[str], Awaitable[None]] | None = None
+
+    def get(self, turn_id: Any) -> Turn | None:
+        return self.turns.get(turn_id) if isinstance(turn_id, str) else None
+
+    async def interrupt(self, turn: Turn, *, reason: str) -> None:
+        bound = self.config.turns.interrupt_timeout_s
+        try:
+            client = await self.provider.client()
+            await client.request(
+                "turn/interrupt",
+                {"threadId": turn.thread_id, "turnId": turn.turn_id},
+                timeout_s=bound,
+            )
+        except CodexdError as exc:
+            if not turn.done.is_set():
+                await self.store.emit(
+                    "turn.interrupt.failed",
+                    f"turn/interrupt for {turn.turn_id} failed: {exc}",
+                    level="warn",
+                    detail={"turnId": turn.turn_id, "reason": reason, "error": str(exc)},
+                    session_id=turn.session_id,
+                )
+            if isinstance(exc, RequestTimeout) and self.on_wedged is not None:
+                # The server does not even answer an interrupt: it is wedged (stopped, stuck).
+                # Restarting it fails this turn with diagnostics and resumes the sessions.
+                await self.on_wedged(f"turn/interrupt of {turn.turn_id} timed out")
+        with trio.move_on_after(bound):
+            await turn.done.wait()
+        if not turn.done.is_set():
+            await self.settle(
+                turn,
+                "failed",
+                error={"message": f"turn did not end within {bound:g}s of turn/interrupt"},
+                event_type="turn.interrupt.timeout",
+                detail={"reason": reason},
+            )
+
+    async def settle(
+        self,
+        turn: Turn,
+        status: str,
+        *,
+        event_type: str,
+        final_message: str | None = None,
+        error: JsonObject | None = None,
+        detail: JsonObject | None = None,
+        level: str = "error",
+    ) -> None:
+        """End a turn codexd had to settle itself, persist it, and wake its waiters."""
+        if turn.done.is_set():
+            return
+        turn.status = status
+        if final_message is not None:
+            turn.final_message = final_message
+        if error is not None:
+            turn.error = error
+        records = [
+            attrs.evolve(
+                s,
+                current_turn_id=None if s.current_turn_id == turn.turn_id else s.current_turn_id,
+                last_turn_id=turn.turn_id,
+                last_turn_status=status,
+                updated_at=_time.now_iso(),
+            )
+            for s in self._sessions_of_thread(turn.thread_id)
+        ]
+        await self.store.record(
+            event_type,
+            f"Turn {turn.turn_id} settled as {status}"
+            + (f": {error.get('message')}" if error else "."),
+            level=level,  # type: ignore[arg-type]
+            detail={
+                "sessionId": turn.session_id,
+                "threadId": turn.thread_id,
+                "turnId": turn.turn_id,
+                "status": status,
+                "error": error,
+                **(detail or {}),
+            },
+            session_id=turn.session_id,
+            records=records,
+        )
+        turn.done.set()
+
+    async def _watchdog(self, turn: Turn) -> None:
+        try:
+            await self._watch(turn)
+        finally:
+            self._forget_finished()
+
+    async def _watch(self, turn: Turn) -> None:
+        idle = self.config.turns.idle_timeout_s
+        while not turn.done.is_set():
+            deadline = turn.last_activity + idle
+            with trio.move_on_at(deadline):
+                await turn.done.wait()
+                return
+            if trio.current_time() < turn.last_activity + idle:
+                continue  # an event came in meanwhile
+            await self._fired(turn)
+            return
+
+    def _forget_finished(self) -> None:
+        """Keep memory bounded: drop the oldest finished trackers beyond KEEP_FINISHED_TURNS.
+
+        A forgotten turn can still be waited for while it is its session's last turn (the
+        session record keeps its final status).
+        """
+        finished = [tid for tid, t in self.turns.items() if t.done.is_set()]
+        for turn_id in finished[: max(0, len(finished) - KEEP_FINISHED_TURNS)]:
+            del self.turns[turn_id]
+
+    async def _fired(self, turn: Turn) -> None:
+        idle = self.config.turns.idle_timeout_s
+        await self.store.emit(
+            "turn.watchdog.fired",
+            f"No event for turn {turn.turn_id} in {idle:g}s; reading it back.",
+            level="warn",
+            detail={"turnId": turn.turn_id, "threadId": turn.thread_id},
+            session_id=turn.session_id,
+        )
+        # A short grace: the completion may be in flight right now.
+        with trio.move_on_after(min(2.0, idle / 10)):
+            await turn.done.wait()
+            return
+        persisted = await self.read_turn(turn)
+        if persisted is not None and persisted.get("status") in FINAL_TURN_STATUSES:
+            await self.settle(
+                turn,
+                str(persisted["status"]),
+                event_type="turn.settled",
+                final_message=final_agent_message(persisted),
+                error=persisted.get("error"),
+                detail={"source": "thread/read"},
+                level="warn",
+            )
+            return
+        await self.interrupt(turn, reason="watchdog")
+        if not turn.done.is_set():
+            await self.settle(
+                turn,
+                "failed",
+                event_type="turn.watchdog.failed",
+                error={"message": f"turn was idle for {idle:g}s and could not be settled"},
+                detail={"persistedStatus": (persisted or {}).get("status")},
+            )
+
+    async def read_turn(
+        self, turn: Turn, client: AppServerClient | None = None
+    ) -> JsonObject | None:
+        try:
+            client = client or await self.provider.client()
+            result = await client.request(
+                "thread/read", {"threadId": turn.thread_id, "includeTurns": True}
+            )
+        except CodexdError:
+            return None
+        turns: Sequence[Any] = (result.get("thread") or {}).get("turns") or []
+        for item in turns:
+            if isinstance(item, dict) and item.get("id") == turn.turn_id:
+                return item
+        return None
+
+    def tracker(self, session_id: str, thread_id: str, turn_id: str) -> Turn:
+        turn = self.turns.get(turn_id)
+        if turn is None:
+            turn = Turn(session_id, thread_id, turn_id, last_activity=trio.current_time())
+            self.turns[turn_id] = turn
+            self._nursery.start_soon(self._watchdog, turn)
+        return turn
