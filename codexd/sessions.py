@@ -3,7 +3,8 @@
 :class:`SessionManager` turns app-server notifications into stored events (``app-server.<method
 with dots>``, deltas included) and keeps session records current the way the seed did
 (``turn/started``, ``turn/completed`` and ``error`` patch the session of that thread). Each turn
-in flight is followed by a tracker with an idle watchdog (:mod:`codexd.turns`). When the connection closes with turns in flight (the binary exits at once on SIGTERM or stdin EOF,
+in flight is followed by a tracker with an idle watchdog (:mod:`codexd.turns`).
+When the connection closes with turns in flight (the binary exits at once on SIGTERM or stdin EOF,
 with no ``turn/completed``), each such turn is failed with an ``app-server.turn.completed.missing``
 event carrying the diagnostics.
 """
