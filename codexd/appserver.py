@@ -28,6 +28,7 @@ from .jsonrpc import (
     SERVER_OVERLOADED,
     Connection,
     ErrorResponse,
+    LateResponse,
     Notification,
     ProtocolIssue,
     Request,
@@ -167,6 +168,18 @@ class AppServerClient:
             self._on_server_request(self, event)
         elif isinstance(event, ProtocolIssue):
             await self._on_issue(event)
+        elif isinstance(event, LateResponse):
+            # The peer was merely slow: keep a trace for diagnostics, nothing waits for it.
+            late = event.message
+            await self._on_issue(
+                ProtocolIssue(
+                    "late-response",
+                    f"{late.method or 'a request'} answered after its timeout",
+                    None,
+                    0,
+                    "",
+                )
+            )
 
     # ---- sending -------------------------------------------------------------------------
 

@@ -10,19 +10,18 @@ codexd speaks JSON-RPC in two roles, and this module serves both:
   frame, where a bad message is answered with -32700 / -32600 / -32602 (see :func:`rejection`).
 
 The user drives one :class:`Connection`: ``send_*`` methods return bytes (or ``*_frame`` text) to
-write, ``receive_data`` / ``receive_message_text`` take what was read, and :meth:`Connection.
-next_event` hands back :class:`Request`, :class:`Notification`, :class:`Response`,
-:class:`ErrorResponse`, :class:`LateResponse` or :class:`ProtocolIssue` events, or
-:data:`NEED_DATA`. Nothing here touches a socket, a clock or Trio, so every behaviour is testable
-with bytes in and events out.
+write, ``receive_data`` / ``receive_message_text`` take what was read, and ``next_event`` hands
+back :class:`Request`, :class:`Notification`, :class:`Response`, :class:`ErrorResponse`,
+:class:`LateResponse` or :class:`ProtocolIssue` events, or :data:`NEED_DATA`. Nothing here
+touches a socket, a clock or Trio, so every behaviour is testable with bytes in and events out.
 
 Garbage from the peer never raises: a line that is not UTF-8 JSON, is over the size limit, or is
 JSON but not a message becomes a :class:`ProtocolIssue` *event* naming the line (number, size,
 preview), and the connection goes on with the next line. An oversize line is discarded as it
 arrives, so memory stays bounded whatever the peer sends.
 
-The per-line fast path is a ``bytes.split`` per chunk, one JSON scan per line and a few dict
-lookups: no regular expression and no copy of the stream buffer.
+The per-line fast path is one ``bytes.split`` per chunk, then per line a UTF-8 decode, one C-level
+JSON scan and a few dict lookups: no regular expression, and each line is copied out once.
 """
 
 from __future__ import annotations
@@ -35,37 +34,6 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
-
-__all__ = [
-    "DEFAULT_MAX_LINE_BYTES",
-    "INTERNAL_ERROR",
-    "INVALID_PARAMS",
-    "INVALID_REQUEST",
-    "METHOD_NOT_FOUND",
-    "NEED_DATA",
-    "PARSE_ERROR",
-    "PREVIEW_CHARS",
-    "SERVER_OVERLOADED",
-    "Connection",
-    "ErrorResponse",
-    "Event",
-    "JsonObject",
-    "LateResponse",
-    "LineFramer",
-    "LocalProtocolError",
-    "Message",
-    "NeedData",
-    "Notification",
-    "ProtocolError",
-    "ProtocolIssue",
-    "RemoteProtocolError",
-    "Request",
-    "RequestId",
-    "Response",
-    "RpcError",
-    "classify",
-    "rejection",
-]
 
 JsonObject: TypeAlias = dict[str, Any]
 #: JSON-RPC ids are strings or integers (never booleans, floats or null in a request).
@@ -199,7 +167,8 @@ class ProtocolIssue:
 
     * ``undecodable``: not UTF-8, or not JSON;
     * ``oversize``: longer than the limit; reported once, when the limit is crossed (``size`` is
-      then the bytes seen so far), and the rest of the line is discarded up to its newline;
+      the bytes seen by then: the whole line only if it came in one chunk), and the rest of the
+      line is discarded as it arrives, up to its newline;
     * ``invalid``: JSON but not a message (not an object, no method and no id, wrong types, a
       batch, a missing ``"jsonrpc": "2.0"`` in strict mode);
     * ``unknown-response``: a response whose id matches no request of ours;
@@ -241,12 +210,12 @@ Event: TypeAlias = Message | LateResponse | ProtocolIssue
 # ---- classification -----------------------------------------------------------------------------
 
 
-def _preview(raw: bytes | str) -> str:
+def _preview(raw: bytes | str, max_bytes: int = PREVIEW_CHARS * 4) -> str:
     """The start of a line for a human: at most :data:`PREVIEW_CHARS` characters, decoded
     without failing (bad bytes as ``\\xNN``), never decoding more than needed."""
     if isinstance(raw, str):
         return raw[:PREVIEW_CHARS]
-    return raw[: PREVIEW_CHARS * 4].decode("utf-8", "backslashreplace")[:PREVIEW_CHARS]
+    return raw[:max_bytes].decode("utf-8", "backslashreplace")[:PREVIEW_CHARS]
 
 
 def _is_id(value: object) -> bool:
@@ -265,18 +234,14 @@ def _invalid(
     return ProtocolIssue("invalid", detail, request_id=request_id, error_code=code)
 
 
+_JSON_TYPES: Final[Mapping[type, str]] = {
+    type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
+    list: "array", dict: "object",
+}  # fmt: skip
+
+
 def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else type(value).__name__
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
 def classify(obj: object, *, strict: bool = False) -> Message | ProtocolIssue:
@@ -392,7 +357,8 @@ class LineFramer:
     ``ProtocolIssue("oversize")`` in its place in that order, as soon as the limit is crossed;
     its remaining bytes are then counted and dropped as they arrive, never buffered, and
     framing resumes after the next newline. So the buffer never holds more than
-    ``max_line_bytes``, even for a gigabyte-long line.
+    ``max_line_bytes`` (+1 for a ``\\r`` that may start a ``\\r\\n``), even for a gigabyte-long
+    line. ``\\r\\n`` ends a line like ``\\n``; blank lines are returned (as ``b""``).
 
     ``line_no`` is the number of the last line returned or reported (lines count from 1, blank
     ones included; an oversize line takes its number when it is reported).
@@ -419,10 +385,12 @@ class LineFramer:
         """True while the rest of an oversize line is being dropped."""
         return self._discarding
 
-    def feed(self, data: bytes) -> Sequence[bytes | ProtocolIssue]:
+    def feed(self, data: bytes | bytearray) -> Sequence[bytes | ProtocolIssue]:
         """Take a chunk (split anywhere); return the lines and oversize issues it completes."""
         if data.__class__ is not bytes:
             data = bytes(data)
+        if not data:
+            return ()
         if self._discarding:
             nl = data.find(b"\n")
             if nl < 0:
@@ -431,27 +399,26 @@ class LineFramer:
             self._discarding = False
             self._discarded = 0
             data = data[nl + 1 :]
+        buffer = self._buffer
+        if buffer[-1:] == b"\r" and data[:1] == b"\n":  # a \r\n split between two chunks
+            del buffer[-1]
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         lines = data.split(b"\n")
         tail = lines.pop()
         limit = self.max_line_bytes
-        buffer = self._buffer
         if buffer:
             if not lines:
                 # A \r that may be the first half of a \r\n does not count against the limit.
-                if len(buffer) + len(tail) > limit + (tail[-1:] == b"\r"):
+                if len(buffer) + len(tail) > limit + ((tail or buffer)[-1:] == b"\r"):
                     head = bytes(buffer[: PREVIEW_CHARS * 4])
                     head += tail[: PREVIEW_CHARS * 4 - len(head)]
                     return [self._start_discard(head, len(buffer) + len(tail))]
                 buffer += tail
                 return ()
             buffer += lines[0]
-            first = bytes(buffer)
+            lines[0] = bytes(buffer)
             buffer.clear()
-            if first.endswith(b"\r"):  # a \r\n split between two chunks
-                first = first[:-1]
-            lines[0] = first
         out: Sequence[bytes | ProtocolIssue] = lines
         if lines and (len(data) > limit or len(lines[0]) > limit):
             out = self._check_lengths(lines)
@@ -474,18 +441,24 @@ class LineFramer:
                         f"line of {len(line)} bytes is over the limit of {limit}; discarded",
                         n,
                         len(line),
-                        _preview(line),
+                        self._oversize_preview(line),
+                        error_code=INVALID_REQUEST,
                     )
                 )
             else:
                 out.append(line)
         return out
 
+    def _oversize_preview(self, head: bytes) -> str:
+        # Only as many bytes as every chunking has seen when the limit is crossed, so the
+        # preview is the same however the line arrived.
+        return _preview(head, min(PREVIEW_CHARS * 4, self.max_line_bytes + 1))
+
     def _start_discard(self, head: bytes, seen: int) -> ProtocolIssue:
         self._buffer.clear()
         self._discarding = True
         self._discarded = seen
-        self._discard_preview = _preview(head)
+        self._discard_preview = self._oversize_preview(head)
         self.line_no += 1
         return ProtocolIssue(
             "oversize",
@@ -494,6 +467,7 @@ class LineFramer:
             self.line_no,
             seen,
             self._discard_preview,
+            error_code=INVALID_REQUEST,
         )
 
     def close(self) -> ProtocolIssue | None:
@@ -524,6 +498,17 @@ class LineFramer:
             len(data),
             _preview(data),
         )
+
+
+def _checked_params(method: str, params: JsonObject | None) -> JsonObject:
+    """Outgoing calls: a non-empty method, and params as an object (``{}`` for ``None``)."""
+    if method.__class__ is not str or not method:
+        raise LocalProtocolError(f"method must be a non-empty string, not {method!r}")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise LocalProtocolError(f"params must be an object (dict), not {type(params).__name__}")
+    return params
 
 
 # ---- the connection -----------------------------------------------------------------------------
@@ -615,12 +600,6 @@ class Connection:
         """Encode an error answer; ``request_id`` is ``None`` when the id could not be read."""
         return self._line(self._error(request_id, code, message, data))
 
-    def send_rejection(self, issue: ProtocolIssue) -> bytes | None:
-        """Server role: encode the error answer for an invalid incoming message (see
-        :func:`rejection`), or ``None`` when it must stay unanswered."""
-        message = rejection(issue)
-        return None if message is None else self._line(message)
-
     def send_request_frame(self, method: str, params: JsonObject | None = None) -> tuple[int, str]:
         """:meth:`send_request` for one WebSocket text frame (``str``, no newline)."""
         request_id, message = self._request(method, params)
@@ -639,11 +618,6 @@ class Connection:
     ) -> str:
         """:meth:`send_error` for one WebSocket text frame."""
         return self._frame(self._error(request_id, code, message, data))
-
-    def send_rejection_frame(self, issue: ProtocolIssue) -> str | None:
-        """:meth:`send_rejection` for one WebSocket text frame."""
-        message = rejection(issue)
-        return None if message is None else self._frame(message)
 
     def forget(self, request_id: RequestId) -> None:
         """Stop waiting for ``request_id`` (it timed out, or its caller was cancelled).
@@ -668,30 +642,19 @@ class Connection:
         return out
 
     def _request(self, method: str, params: JsonObject | None) -> tuple[int, JsonObject]:
-        message = self._notification(method, params)
+        params = _checked_params(method, params)
         request_id = self._next_id
         self._next_id += 1
-        message["id"] = request_id
         self._pending[request_id] = method
-        return request_id, message
+        return request_id, self._stamp({"id": request_id, "method": method, "params": params})
 
     def _notification(self, method: str, params: JsonObject | None) -> JsonObject:
-        if method.__class__ is not str or not method:
-            raise LocalProtocolError(f"method must be a non-empty string, not {method!r}")
-        if params is None:
-            params = {}
-        elif params.__class__ is not dict and not isinstance(params, dict):
-            raise LocalProtocolError(f"params must be an object (dict), not {type(params)}")
-        if self.emit_jsonrpc_field:
-            return {"jsonrpc": "2.0", "method": method, "params": params}
-        return {"method": method, "params": params}
+        return self._stamp({"method": method, "params": _checked_params(method, params)})
 
     def _response(self, request_id: RequestId, result: Any) -> JsonObject:
         if not _is_id(request_id):
             raise LocalProtocolError(f"a response needs a string or integer id: {request_id!r}")
-        if self.emit_jsonrpc_field:
-            return {"jsonrpc": "2.0", "id": request_id, "result": result}
-        return {"id": request_id, "result": result}
+        return self._stamp({"id": request_id, "result": result})
 
     def _error(
         self, request_id: RequestId | None, code: int, message: str, data: Any
@@ -703,9 +666,10 @@ class Connection:
         error: JsonObject = {"code": code, "message": str(message)}
         if data is not None:
             error["data"] = data
-        if self.emit_jsonrpc_field:
-            return {"jsonrpc": "2.0", "id": request_id, "error": error}
-        return {"id": request_id, "error": error}
+        return self._stamp({"id": request_id, "error": error})
+
+    def _stamp(self, message: JsonObject) -> JsonObject:
+        return {"jsonrpc": "2.0", **message} if self.emit_jsonrpc_field else message
 
     @staticmethod
     def _dump(message: JsonObject) -> str:
@@ -734,7 +698,7 @@ class Connection:
 
     # ---- incoming -------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Line mode: feed bytes of a newline-delimited stream, split anywhere.
 
         Every complete line becomes one event (blank lines are skipped); an incomplete last line
@@ -778,7 +742,7 @@ class Connection:
                         if params.__class__ is dict:
                             append(Notification(method, params))
                             continue
-                elif "result" in obj and "error" not in obj:
+                elif "result" in obj and "method" not in obj and "error" not in obj:
                     rid = obj.get("id")
                     if rid.__class__ is int or rid.__class__ is str:
                         got = pending.pop(rid, None)
