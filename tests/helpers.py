@@ -24,3 +24,23 @@ async def events_of(daemon: Any, type_prefix: str) -> list[Event]:
         event_filter=EventFilter(type_prefix=type_prefix), limit=100_000
     )
     return found
+
+
+async def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_listening(port: int, timeout: float = 20.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:``port``."""
+    with trio.fail_after(timeout):
+        while True:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                await trio.sleep(0.05)
+                continue
+            await stream.aclose()
+            return

@@ -13,6 +13,7 @@ from codexd.config import ApprovalsConfig, ChildConfig, TurnsConfig
 from codexd.daemon import open_daemon
 from codexd.testing import Reply, open_fake_provider, write_codex_home
 
+from .helpers import free_port, wait_listening
 from .real import real_config, wait_event
 
 
@@ -166,9 +167,7 @@ async def test_resume_after_daemon_restart_continues_thread(tmp_path: Path) -> N
 async def test_external_websocket_app_server_runs_a_turn(tmp_path: Path) -> None:
     async with open_fake_provider(Reply.text("Over the websocket.")) as provider:
         home = write_codex_home(tmp_path / "codex", base_url=provider.base_url)
-        with trio.socket.socket() as probe:
-            await probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = await free_port()
         from codexd.testing import codex_binary
 
         async with trio.open_nursery() as nursery:
@@ -178,7 +177,7 @@ async def test_external_websocket_app_server_runs_a_turn(tmp_path: Path) -> None
                 home.env(),
             )
             endpoint = f"http://127.0.0.1:{port}"  # http:// is mapped to ws://
-            await _wait_ready(port)
+            await wait_listening(port)
             config = real_config(
                 tmp_path,
                 provider,
@@ -261,15 +260,3 @@ async def _run_process(
         with trio.CancelScope(shield=True):
             process.kill()
             await process.wait()
-
-
-async def _wait_ready(port: int) -> None:
-    with trio.fail_after(20):
-        while True:
-            try:
-                stream = await trio.open_tcp_stream("127.0.0.1", port)
-            except OSError:
-                await trio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return

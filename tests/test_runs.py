@@ -31,8 +31,12 @@ def exec_config(tmp_path: Path, **changes: object) -> Config:
     return attrs.evolve(config, **changes)
 
 
-def exec_pids(marker: str) -> list[int]:
-    """Live `codex exec` processes whose command line mentions ``marker`` (our state dir)."""
+def exec_pids(marker: str, *, leaders_only: bool = False) -> list[int]:
+    """Live `codex exec` processes whose command line mentions ``marker`` (our state dir).
+
+    ``leaders_only``: only the run processes themselves (children of this process, where the
+    daemon runs), not helpers they spawn, which die with their group a moment later.
+    """
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -41,8 +45,12 @@ def exec_pids(marker: str) -> list[int]:
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 argv = fh.read().split(b"\0")
             with open(f"/proc/{entry}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
+                stat_fields = fh.read().rsplit(b")", 1)[1].split()
+            state = stat_fields[0]
         except OSError:
+            continue
+        ppid = int(stat_fields[1])
+        if leaders_only and ppid != os.getpid():
             continue
         if state != b"Z" and b"exec" in argv and any(marker.encode() in a for a in argv):
             found.append(int(entry))
@@ -102,7 +110,7 @@ async def test_concurrency_two_of_five_observed(tmp_path: Path) -> None:
                     async def sample() -> None:
                         nonlocal peak
                         while True:
-                            peak = max(peak, len(exec_pids(marker)))
+                            peak = max(peak, len(exec_pids(marker, leaders_only=True)))
                             await trio.sleep(0.02)
 
                     nursery.start_soon(sample)

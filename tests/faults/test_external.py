@@ -11,14 +11,8 @@ from codexd.config import ChildConfig, RestartConfig
 from codexd.daemon import open_daemon
 from codexd.testing import Reply, codex_binary, open_fake_provider, write_codex_home
 
-from ..helpers import events_of, wait_event
+from ..helpers import events_of, free_port, wait_event, wait_listening
 from ..real import real_config
-
-
-async def _free_port() -> int:
-    with trio.socket.socket() as probe:
-        await probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _serve_ws(port: int, env: dict[str, str], *extra: str) -> trio.Process:
@@ -29,15 +23,8 @@ async def _serve_ws(port: int, env: dict[str, str], *extra: str) -> trio.Process
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    with trio.fail_after(20):
-        while True:
-            try:
-                stream = await trio.open_tcp_stream("127.0.0.1", port)
-            except OSError:
-                await trio.sleep(0.05)
-                continue
-            await stream.aclose()
-            return process
+    await wait_listening(port)
+    return process
 
 
 async def test_lost_websocket_reconnects_and_resumes(tmp_path: Path) -> None:
@@ -45,7 +32,7 @@ async def test_lost_websocket_reconnects_and_resumes(tmp_path: Path) -> None:
         Reply.text("first"), default=Reply.text("after reconnect")
     ) as provider:
         home = write_codex_home(tmp_path / "codex", base_url=provider.base_url)
-        port = await _free_port()
+        port = await free_port()
         server = await _serve_ws(port, home.env())
         config = real_config(
             tmp_path,
@@ -83,7 +70,7 @@ async def test_refused_auth_fails_without_retry_storm(tmp_path: Path) -> None:
         home = write_codex_home(tmp_path / "codex", base_url=provider.base_url)
         token_file = tmp_path / "ws-token"
         token_file.write_text("s3cret-token-for-test-only\n")
-        port = await _free_port()
+        port = await free_port()
         server = await _serve_ws(
             port, home.env(), "--ws-auth", "capability-token", "--ws-token-file", str(token_file)
         )
