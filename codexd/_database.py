@@ -4,11 +4,18 @@ Only :mod:`codexd.store` uses this, and only from worker threads (``trio.to_thre
 stored as camelCase JSON documents beside a few indexed columns, so a schema change of a record
 needs no migration. The database runs in WAL mode with ``synchronous=FULL``: a committed batch
 survives ``kill -9`` and power loss, and a crash mid-batch leaves no partial rows.
+
+A new database is built under a temporary name and renamed into place only once it holds its
+schema and identity, so ``state.sqlite3`` is either absent or a whole codexd store. An existing
+file that is empty or not a codexd store is refused (:class:`ForeignDatabase`), never replaced:
+that would start a new identity and reuse ``seq`` numbers that logs already hold.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import cattrs
 
 from .records import Approval, Event, Run, Session, from_wire
-
-SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,7 +38,35 @@ CREATE TABLE IF NOT EXISTS approvals (
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, level TEXT NOT NULL, type TEXT NOT NULL,
     session_id TEXT, run_id TEXT, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    source TEXT NOT NULL, key TEXT NOT NULL, error TEXT NOT NULL, data TEXT NOT NULL);
 """
+
+_UPSERT = {
+    "sessions": "INSERT OR REPLACE INTO sessions (session_id, status, thread_id, data)"
+    " VALUES (?, ?, ?, ?)",
+    "runs": "INSERT OR REPLACE INTO runs (run_id, status, created_at, data) VALUES (?, ?, ?, ?)",
+    "approvals": "INSERT OR REPLACE INTO approvals (approval_id, status, data) VALUES (?, ?, ?)",
+}
+
+_RECORDS: dict[str, type[Session | Run | Approval]] = {
+    "sessions": Session,
+    "runs": Run,
+    "approvals": Approval,
+}
+
+
+class ForeignDatabase(Exception):
+    """``state.sqlite3`` exists but is empty, unreadable or not a codexd store."""
+
+
+@attrs.frozen
+class LoadProblem:
+    """A stored row or meta key that could not be read; it was moved aside, not used."""
+
+    source: str
+    key: str
+    error: str
 
 
 @attrs.frozen
@@ -45,11 +79,12 @@ class Loaded:
     approvals: list[Approval]
     last_seq: int
     recent_events: list[Event]
+    problems: list[LoadProblem]
 
 
 @attrs.frozen
 class Row:
-    """One upsert: the table, the record id, its status and its JSON document."""
+    """One upsert: the table, the record id, its status, an indexed extra column, its JSON."""
 
     table: str
     key: str
@@ -58,48 +93,134 @@ class Row:
     data: str
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def create_database(path: Path, identity: Mapping[str, Any]) -> None:
+    """Build a new store at ``path`` atomically: schema and ``identity`` meta keys, then rename."""
+    tmp = path.with_name(f"{path.name}.new-{os.getpid()}")
+    for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.executescript(_SCHEMA)
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [(key, json.dumps(value)) for key, value in identity.items()],
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class Database:
-    """A writer connection and a reader connection to ``state.sqlite3``."""
+    """A writer connection and a reader connection to an existing codexd ``state.sqlite3``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._writer = self._connect()
-        self._writer.executescript(_SCHEMA)
-        self._reader = self._connect()
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ForeignDatabase(f"{path} does not exist") from None
+        if size == 0:
+            raise ForeignDatabase(
+                f"{path} is empty (0 bytes): it is not a codexd store; move it away to start"
+                " afresh, or restore it from a backup"
+            )
+        try:
+            self._writer = _connect(path)
+            tables = {n for (n,) in self._writer.execute("SELECT name FROM sqlite_master")}
+            has_identity = (
+                "meta" in tables
+                and self._writer.execute("SELECT 1 FROM meta WHERE key = 'daemon_id'").fetchone()
+            )
+        except sqlite3.DatabaseError as exc:
+            raise ForeignDatabase(f"{path} is not a readable SQLite database: {exc}") from None
+        if not has_identity or "events" not in tables:
+            self._writer.close()
+            raise ForeignDatabase(
+                f"{path} is a SQLite database but not a codexd store (no identity or events"
+                " table); point state_dir elsewhere or move the file away"
+            )
+        self._writer.executescript(_SCHEMA)  # tables added by later versions
+        self._reader = _connect(path)
         self._read_lock = threading.Lock()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn
+        self._closed = False
 
     def load(self, recent_limit: int) -> Loaded:
+        """Read the whole state; rows that do not parse are quarantined and reported."""
         cur = self._writer
-        meta = {k: json.loads(v) for k, v in cur.execute("SELECT key, value FROM meta")}
-        sessions = [
-            from_wire(Session, json.loads(d))
-            for (d,) in cur.execute("SELECT data FROM sessions ORDER BY rowid")
-        ]
-        runs = [
-            from_wire(Run, json.loads(d))
-            for (d,) in cur.execute("SELECT data FROM runs ORDER BY created_at, rowid")
-        ]
-        approvals = [
-            from_wire(Approval, json.loads(d))
-            for (d,) in cur.execute("SELECT data FROM approvals ORDER BY rowid")
-        ]
+        problems: list[LoadProblem] = []
+        meta: dict[str, Any] = {}
+        for key, value in cur.execute("SELECT key, value FROM meta"):
+            try:
+                meta[key] = json.loads(value)
+            except ValueError as exc:
+                problems.append(self._quarantine("meta", key, exc, value))
+        loaded: dict[str, list[Any]] = {}
+        order = {"sessions": "rowid", "runs": "created_at, rowid", "approvals": "rowid"}
+        for table, cls in _RECORDS.items():
+            loaded[table] = []
+            key_column = table[:-1] + "_id"
+            rows = cur.execute(f"SELECT {key_column}, data FROM {table} ORDER BY {order[table]}")
+            for key, data in rows.fetchall():
+                try:
+                    loaded[table].append(from_wire(cls, json.loads(data)))
+                except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
+                    problems.append(self._quarantine(table, key, exc, data))
+                    cur.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (key,))
         (max_seq,) = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        last_seq = max(int(max_seq), int(meta.get("last_seq", 0)))
-        recent = [
-            event_from_json(d)
-            for (d,) in cur.execute(
-                "SELECT data FROM events ORDER BY seq DESC LIMIT ?", (recent_limit,)
+        stored_last = meta.get("last_seq", 0)
+        if not isinstance(stored_last, int) or isinstance(stored_last, bool) or stored_last < 0:
+            problems.append(
+                LoadProblem("meta", "last_seq", f"not a seq: {stored_last!r}; using MAX(seq)")
             )
-        ]
+            stored_last = 0
+        last_seq = max(int(max_seq), stored_last)
+        recent: list[Event] = []
+        for seq, data in cur.execute(
+            "SELECT seq, data FROM events ORDER BY seq DESC LIMIT ?", (recent_limit,)
+        ).fetchall():
+            try:
+                recent.append(event_from_json(data))
+            except (ValueError, TypeError, KeyError) as exc:
+                problems.append(LoadProblem("events", str(seq), f"unreadable event: {exc}"))
         recent.reverse()
-        return Loaded(meta, sessions, runs, approvals, last_seq, recent)
+        return Loaded(
+            meta,
+            loaded["sessions"],
+            loaded["runs"],
+            loaded["approvals"],
+            last_seq,
+            recent,
+            problems,
+        )
+
+    def _quarantine(self, source: str, key: str, exc: BaseException, data: str) -> LoadProblem:
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        self._writer.execute(
+            "INSERT INTO quarantine (source, key, error, data) VALUES (?, ?, ?, ?)",
+            (source, str(key), error, data),
+        )
+        return LoadProblem(source, str(key), error)
 
     def write(
         self,
@@ -107,7 +228,11 @@ class Database:
         rows: Iterable[Row],
         meta: Mapping[str, Any],
     ) -> None:
-        """Write one batch in ONE transaction: all of it lands, or none of it."""
+        """Write one batch in ONE transaction: all of it lands, or none of it.
+
+        On failure the original error is raised, not a secondary one: SQLite may already have
+        rolled the transaction back itself (``SQLITE_FULL``), so the rollback here is tolerant.
+        """
         cur = self._writer
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -121,32 +246,19 @@ class Database:
                     ],
                 )
             for row in rows:
-                if row.table == "sessions":
-                    cur.execute(
-                        "INSERT OR REPLACE INTO sessions (session_id, status, thread_id, data)"
-                        " VALUES (?, ?, ?, ?)",
-                        (row.key, row.status, row.extra, row.data),
-                    )
-                elif row.table == "runs":
-                    cur.execute(
-                        "INSERT OR REPLACE INTO runs (run_id, status, created_at, data)"
-                        " VALUES (?, ?, ?, ?)",
-                        (row.key, row.status, row.extra, row.data),
-                    )
+                if row.table == "approvals":
+                    cur.execute(_UPSERT[row.table], (row.key, row.status, row.data))
                 else:
-                    cur.execute(
-                        "INSERT OR REPLACE INTO approvals (approval_id, status, data)"
-                        " VALUES (?, ?, ?)",
-                        (row.key, row.status, row.data),
-                    )
-            for key, value in meta.items():
-                cur.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                    (key, json.dumps(value)),
-                )
+                    cur.execute(_UPSERT[row.table], (row.key, row.status, row.extra, row.data))
+            cur.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(key, json.dumps(value)) for key, value in meta.items()],
+            )
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            if cur.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    cur.execute("ROLLBACK")
             raise
 
     def query_events(
@@ -158,8 +270,12 @@ class Database:
         session_id: str | None,
         run_id: str | None,
         limit: int,
+        max_bytes: int | None = None,
     ) -> list[Event]:
-        """Events with ``after < seq <= up_to`` matching the filters, oldest first."""
+        """Events with ``after < seq <= up_to`` matching the filters, oldest first.
+
+        With ``max_bytes`` the page stops once its JSON passes that size (one event at least).
+        """
         sql = "SELECT data FROM events WHERE seq > ?"
         args: list[Any] = [after]
         if up_to is not None:
@@ -177,11 +293,24 @@ class Database:
         sql += " ORDER BY seq LIMIT ?"
         args.append(limit)
         with self._read_lock:
-            return [event_from_json(d) for (d,) in self._reader.execute(sql, args)]
+            if self._closed:
+                raise ForeignDatabase("the state store is closed")
+            if max_bytes is None:
+                return [event_from_json(d) for (d,) in self._reader.execute(sql, args)]
+            page: list[Event] = []
+            size = 0
+            for (data,) in self._reader.execute(sql, args):
+                page.append(event_from_json(data))
+                size += len(data)
+                if size >= max_bytes:
+                    break
+            return page
 
     def close(self) -> None:
-        self._writer.close()
-        self._reader.close()
+        with self._read_lock:
+            self._closed = True
+            self._writer.close()
+            self._reader.close()
 
 
 def event_to_json(event: Event) -> str:

@@ -6,6 +6,7 @@ Blocking file I/O: call these only from a worker thread (the store task does, th
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -33,16 +34,34 @@ class RotatingFile:
         return self._fh
 
     def write(self, data: bytes) -> None:
-        """Append ``data`` (rotating first if it would overflow) and flush it to the OS."""
+        """Append ``data`` (rotating first if it would overflow) and flush it to the OS.
+
+        All or nothing: if the append fails (disk full), the file is cut back to its previous
+        size so that a retry of the same data does not leave half a line behind.
+        """
         if not data:
             return
         fh = self._open()
         if self._size > 0 and self._size + len(data) > self.max_bytes:
             self._rotate()
             fh = self._open()
-        fh.write(data)
-        fh.flush()
+        try:
+            fh.write(data)
+            fh.flush()
+        except OSError:
+            self._discard_partial()
+            raise
         self._size += len(data)
+
+    def _discard_partial(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is None:
+            return
+        # The unflushed buffer is lost with the handle, as intended.
+        with contextlib.suppress(OSError):
+            fh.close()
+        with contextlib.suppress(OSError):
+            os.truncate(self.path, self._size)
 
     def _rotate(self) -> None:
         self.close()
@@ -68,3 +87,29 @@ class RotatingFile:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def last_logged_seq(path: Path) -> int:
+    """The ``seq`` of the last whole line of an events.jsonl (0 if there is none).
+
+    Used when a state store is created beside an existing event log (the database was moved
+    away): numbering continues after the log instead of reusing its seqs.
+    """
+    import json
+
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 65536))
+            tail = fh.read()
+    except OSError:
+        return 0
+    for line in reversed(tail.splitlines()):
+        try:
+            seq = json.loads(line).get("seq")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0:
+            return seq
+    return 0

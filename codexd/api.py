@@ -1,447 +1,404 @@
-"""The local control API: JSON-RPC 2.0 over WebSocket (trio-websocket), loopback or unix socket.
+"""The local control API: JSON-RPC 2.0 over WebSocket, on loopback TCP or a unix socket.
 
-Every connection must present ``Authorization: Bearer <token>`` (the token lives in
-``<state_dir>/api-token``, mode 0600, created once and kept across restarts); a request whose
-``Origin`` header is not in ``api.allowed_origins`` is refused at the handshake, so a web page
-in a browser cannot drive the daemon. Each request is served in its own task, so a long
-``turn/wait`` never holds up the next request on the same connection.
+Every connection presents ``Authorization: Bearer <token>`` (``<state_dir>/api-token``, mode
+0600); a handshake with a foreign ``Origin`` is refused, so a web page cannot drive the daemon.
+Messages are parsed by the sans-IO core (:mod:`codexd.jsonrpc`), params validated by their
+records (:mod:`codexd._params`), and requests dispatched through the method table
+(:mod:`codexd._methods`), each in its own task.
 
-Event subscriptions (``events/subscribe``) replay stored events after ``since`` and then stream
-live ``event`` notifications in seq order with no gap and no duplicate. Each subscription has
-a bounded buffer: a subscriber that falls behind gets an ``events/dropped`` notification naming
-the last seq it got, and the connection is closed (code 4008); it reconnects with ``since``.
+Containment by construction: each connection runs in a task of its own whose every exception
+is caught, reported and ends that connection only; handshakes time out quickly; requests in
+flight per connection are bounded (the daemon stops reading from a connection that has too
+many); answers queue in a byte-bounded outbox drained by one writer task, and a client that
+stops reading is disconnected instead of growing the daemon. See docs/api.md for the limits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 import secrets
+import socket
+import stat
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 import trio_websocket
 
-from .errors import CodexdError, InvalidRequest
+from ._methods import METHODS
+from ._params import EventsSubscribeParams, EventsUnsubscribeParams, parse
+from .errors import CodexdError, InvalidRequest, ListenError
 from .jsonrpc import (
     INTERNAL_ERROR,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
     Connection,
-    Notification,
+    LocalProtocolError,
     ProtocolIssue,
     Request,
-    classify,
+    rejection,
 )
-from .records import to_wire
-from .store import SubscriberOverflow
+from .records import Subscribed, Unsubscribed, to_wire
+from .store import EventFilter, SubscriberOverflow, Subscription
 
 if TYPE_CHECKING:
     from .daemon import Daemon
 
 #: Largest API message accepted; a larger one closes the connection with 1009.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Seconds a client has to complete its WebSocket handshake.
+HANDSHAKE_TIMEOUT_S = 5.0
+#: Handshakes under way at once; a new connection beyond this evicts the oldest handshake, so
+#: silent connections can delay nobody for long.
+MAX_PENDING_HANDSHAKES = 64
+#: Requests of one connection being served at once; beyond, the daemon stops reading it.
+MAX_IN_FLIGHT = 32
+#: Answers and events waiting to be written to one connection; beyond, it is closed (4009).
+OUTBOX_LIMIT_BYTES = 16 * 1024 * 1024
+#: Event frames a subscription may queue ahead of the writer; the rest wait in its buffer.
+STREAM_AHEAD = 256
+#: Subscriptions one connection may hold.
+MAX_SUBSCRIPTIONS = 32
 #: Close code sent to a subscriber that fell behind.
 CLOSE_LAGGING = 4008
-
-JsonObject = dict[str, Any]
-Handler = Callable[["Daemon", JsonObject], Awaitable[Any]]
-
-_NUMBER = (int, float)
-
-
-ParamSpec = Mapping[str, tuple[tuple[type, ...], bool]]
+#: Close code sent to a client that does not read what it asked for.
+CLOSE_NOT_READING = 4009
+#: Shortest token accepted from the token file; a shorter one is replaced.
+MIN_TOKEN_BYTES = 32
 
 
-def _check(params: JsonObject, spec: ParamSpec) -> JsonObject:
-    """Validate ``params`` against ``{name: (types, required)}``; errors name the field."""
-    for name in params:
-        if name not in spec:
-            raise InvalidRequest(f"unknown parameter {name!r}", field=name)
-    for name, (types, required) in spec.items():
-        if name not in params or params[name] is None:
-            if required:
-                raise InvalidRequest(f"missing required parameter {name!r}", field=name)
-            continue
-        value = params[name]
-        if isinstance(value, bool) and bool not in types:
-            raise InvalidRequest(f"parameter {name!r} has the wrong type", field=name)
-        if not isinstance(value, types):
-            wanted = " or ".join(t.__name__ for t in types)
-            raise InvalidRequest(f"parameter {name!r} must be {wanted}", field=name)
-    return params
+# ---- the token --------------------------------------------------------------------------------
 
 
-_S = (str,)
-_OPT_S = ((str,), False)
-_REQ_S = ((str,), True)
-_OPT_OBJ = ((dict,), False)
-_OPT_NUM = (_NUMBER, False)
+def load_or_create_token(state_dir: Path) -> tuple[str, str | None]:
+    """The API token in ``state_dir/api-token`` (0600), and why it was replaced, if it was.
 
-SESSION_CREATE: ParamSpec = {
-    "purpose": _OPT_S,
-    "cwd": _OPT_S,
-    "model": _OPT_S,
-    "modelProvider": _OPT_S,
-    "approvalPolicy": ((str, dict), False),
-    "sandbox": _OPT_S,
-    "baseInstructions": _OPT_S,
-    "developerInstructions": _OPT_S,
-    "personality": _OPT_S,
-    "serviceTier": _OPT_S,
-    "config": _OPT_OBJ,
-    "threadId": _OPT_S,
-    "metadata": _OPT_OBJ,
-}
-
-TURN_START: ParamSpec = {
-    "sessionId": _REQ_S,
-    "input": ((str, list), True),
-    "expectedTurnId": _OPT_S,
-    "approvalPolicy": ((str, dict), False),
-    "cwd": _OPT_S,
-    "effort": _OPT_S,
-    "model": _OPT_S,
-    "outputSchema": _OPT_OBJ,
-    "personality": _OPT_S,
-    "sandboxPolicy": _OPT_OBJ,
-    "serviceTier": _OPT_S,
-    "summary": _OPT_S,
-    "collaborationMode": _OPT_OBJ,
-}
-
-RUN_CREATE: ParamSpec = {
-    "prompt": _REQ_S,
-    "cwd": _OPT_S,
-    "sandbox": _OPT_S,
-    "model": _OPT_S,
-    "profile": _OPT_S,
-    "config": ((list,), False),
-    "images": ((list,), False),
-    "addDirs": ((list,), False),
-    "env": _OPT_OBJ,
-    "skipGitRepoCheck": ((bool,), False),
-    "timeoutS": _OPT_NUM,
-    "purpose": _OPT_S,
-    "metadata": _OPT_OBJ,
-    "sessionId": _OPT_S,
-}
-
-
-def _seconds(params: JsonObject) -> float | None:
-    value = params.get("timeoutS")
-    if value is not None and value < 0:
-        raise InvalidRequest("timeoutS must be >= 0", field="timeoutS")
-    return float(value) if value is not None else None
-
-
-async def _status(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {})
-    return to_wire(d.status())
-
-
-async def _restart_child(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {})
-    d.restart_child()
-    return {"restarting": True}
-
-
-async def _session_create(d: Daemon, p: JsonObject) -> Any:
-    _check(p, SESSION_CREATE)
-    session = await d.create_session(
-        p.get("purpose") or "general",
-        cwd=p.get("cwd"),
-        model=p.get("model"),
-        model_provider=p.get("modelProvider"),
-        approval_policy=p.get("approvalPolicy"),
-        sandbox=p.get("sandbox"),
-        base_instructions=p.get("baseInstructions"),
-        developer_instructions=p.get("developerInstructions"),
-        personality=p.get("personality"),
-        service_tier=p.get("serviceTier"),
-        config=p.get("config"),
-        thread_id=p.get("threadId"),
-        metadata=p.get("metadata"),
-    )
-    return to_wire(session)
-
-
-async def _session_list(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"status": _OPT_S})
-    return {"sessions": to_wire(d.list_sessions(status=p.get("status")))}
-
-
-async def _session_get(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"sessionId": _REQ_S})
-    return to_wire(d.get_session(p["sessionId"]))
-
-
-async def _session_close(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"sessionId": _REQ_S})
-    return to_wire(await d.close_session(p["sessionId"]))
-
-
-async def _turn_start(d: Daemon, p: JsonObject) -> Any:
-    _check(p, TURN_START)
-    overrides = {k: v for k, v in p.items() if k not in ("sessionId", "input", "expectedTurnId")}
-    accepted = await d.start_turn(
-        p["sessionId"], p["input"], expected_turn_id=p.get("expectedTurnId"), **overrides
-    )
-    return to_wire(accepted)
-
-
-async def _turn_interrupt(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"sessionId": _REQ_S})
-    return to_wire(await d.interrupt_turn(p["sessionId"]))
-
-
-async def _turn_wait(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"sessionId": _REQ_S, "turnId": _OPT_S, "timeoutS": _OPT_NUM})
-    return to_wire(await d.wait_turn(p["sessionId"], p.get("turnId"), _seconds(p)))
-
-
-async def _run_create(d: Daemon, p: JsonObject) -> Any:
-    _check(p, RUN_CREATE)
-    run = await d.create_run(
-        p["prompt"],
-        cwd=p.get("cwd"),
-        sandbox=p.get("sandbox"),
-        model=p.get("model"),
-        profile=p.get("profile"),
-        config=p.get("config"),
-        images=p.get("images"),
-        add_dirs=p.get("addDirs"),
-        env=p.get("env"),
-        skip_git_repo_check=p.get("skipGitRepoCheck", True),
-        timeout_s=p.get("timeoutS"),
-        purpose=p.get("purpose"),
-        metadata=p.get("metadata"),
-        session_id=p.get("sessionId"),
-    )
-    return to_wire(run)
-
-
-async def _run_get(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"runId": _REQ_S})
-    return to_wire(d.get_run(p["runId"]))
-
-
-async def _run_list(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"status": _OPT_S, "sessionId": _OPT_S})
-    return {"runs": to_wire(d.list_runs(status=p.get("status"), session_id=p.get("sessionId")))}
-
-
-async def _run_cancel(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"runId": _REQ_S})
-    return to_wire(await d.cancel_run(p["runId"]))
-
-
-async def _run_wait(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"runId": _REQ_S, "timeoutS": _OPT_NUM})
-    return to_wire(await d.wait_run(p["runId"], _seconds(p)))
-
-
-async def _approval_list(d: Daemon, p: JsonObject) -> Any:
-    _check(p, {"status": _OPT_S, "sessionId": _OPT_S})
-    approvals = d.list_approvals(status=p.get("status"), session_id=p.get("sessionId"))
-    return {"approvals": to_wire(approvals)}
-
-
-async def _approval_respond(d: Daemon, p: JsonObject) -> Any:
-    _check(
-        p,
-        {
-            "approvalId": _REQ_S,
-            "decision": _REQ_S,
-            "answers": _OPT_OBJ,
-            "content": ((object,), False),
-        },
-    )
-    approval = await d.respond_approval(
-        p["approvalId"], p["decision"], answers=p.get("answers"), content=p.get("content")
-    )
-    return to_wire(approval)
-
-
-METHODS: dict[str, Handler] = {
-    "daemon/status": _status,
-    "daemon/restartChild": _restart_child,
-    "session/create": _session_create,
-    "session/list": _session_list,
-    "session/get": _session_get,
-    "session/close": _session_close,
-    "turn/start": _turn_start,
-    "turn/interrupt": _turn_interrupt,
-    "turn/wait": _turn_wait,
-    "run/create": _run_create,
-    "run/get": _run_get,
-    "run/list": _run_list,
-    "run/cancel": _run_cancel,
-    "run/wait": _run_wait,
-    "approval/list": _approval_list,
-    "approval/respond": _approval_respond,
-}
-
-
-def load_or_create_token(state_dir: Path) -> str:
-    """The API token in ``state_dir/api-token`` (0600), created once and kept across restarts."""
+    A token is kept across restarts unless it is unsafe: readable by other users (it may have
+    leaked), shorter than :data:`MIN_TOKEN_BYTES`, or not plain printable text. Then a new one
+    is written (atomically, 0600) and the reason returned so it can be recorded.
+    """
     path = state_dir / "api-token"
+    reason: str | None = None
     try:
-        token = path.read_text().strip()
-        if token:
-            os.chmod(path, 0o600)
-            return token
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        token = path.read_bytes().strip()
+        if mode & 0o077:
+            reason = f"it was readable by other users (mode {mode:o})"
+        elif len(token) < MIN_TOKEN_BYTES:
+            reason = f"it was shorter than {MIN_TOKEN_BYTES} bytes"
+        elif not (token.isascii() and token.decode().isprintable()):
+            reason = "it was not plain printable text"
+        else:
+            return token.decode(), None
     except FileNotFoundError:
         pass
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    token_text = secrets.token_urlsafe(32)
+    tmp = path.with_name(f"api-token.new-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    os.chmod(path, 0o600)
-    return token
+        fh.write(token_text + "\n")
+    os.replace(tmp, path)
+    return token_text, reason
+
+
+# ---- listening --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _UnixSocket:
+    path: str
+    dev: int
+    ino: int
+
+    def remove_if_ours(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return
+        if (st.st_dev, st.st_ino) == (self.dev, self.ino):
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _claim_unix_path(path: str) -> None:
+    """Make room for our socket at ``path``: only a stale socket of nobody is removed."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ListenError(f"cannot listen on unix://{path}: it exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)  # nobody answers: a socket left by a dead process
+        return
+    finally:
+        probe.close()
+    raise ListenError(f"cannot listen on unix://{path}: another process is listening on it")
+
+
+async def _listen(listen: str) -> tuple[list[trio.SocketListener], str, _UnixSocket | None]:
+    """Open the listeners for ``listen``; one-line :class:`ListenError` if that fails."""
+    if listen.startswith("unix://"):
+        path = listen[len("unix://") :]
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        try:
+            await trio.to_thread.run_sync(_claim_unix_path, path)
+            old_umask = os.umask(0o177)  # the socket is created 0600, never wider
+            try:
+                await sock.bind(path)
+            finally:
+                os.umask(old_umask)
+            st = os.lstat(path)
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise ListenError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return [trio.SocketListener(sock)], listen, _UnixSocket(path, st.st_dev, st.st_ino)
+    parsed = urllib.parse.urlsplit(listen)
+    host = parsed.hostname or "127.0.0.1"
+    try:
+        listeners = list(await trio.open_tcp_listeners(parsed.port or 0, host=host))
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+    port = listeners[0].socket.getsockname()[1]
+    return listeners, f"ws://{host}:{port}", None
+
+
+# ---- one connection ---------------------------------------------------------------------------
+
+
+class _Outbox:
+    """Frames waiting for the writer, bounded in bytes (a client that does not read is cut off)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._frames: deque[str] = deque()
+        self._bytes = 0
+        self._wake = trio.Event()
+        self._drained = trio.Event()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    async def wait_room(self, frames: int) -> None:
+        """Until fewer than ``frames`` frames wait (a stream must not outrun the writer)."""
+        while len(self._frames) >= frames and not self.closed:
+            self._drained = trio.Event()
+            await self._drained.wait()
+
+    def put(self, frame: str, *, force: bool = False) -> bool:
+        """Queue ``frame``; False if the outbox is over its limit (``force`` ignores it)."""
+        if self.closed:
+            return False
+        if not force and self._frames and self._bytes + len(frame) > self.limit:
+            return False
+        self._frames.append(frame)
+        self._bytes += len(frame)
+        self._wake.set()
+        return True
+
+    async def take_all(self) -> list[str]:
+        """Everything queued, waiting for at least one frame."""
+        while not self._frames:
+            if self.closed:
+                raise trio.EndOfChannel
+            self._wake = trio.Event()
+            await self._wake.wait()
+        frames = list(self._frames)
+        self._frames.clear()
+        self._bytes = 0
+        self._drained.set()
+        return frames
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+        self._drained.set()
 
 
 class _ApiConnection:
-    """One client connection: its requests, its subscriptions, its writes."""
+    """One authenticated client: its requests, its subscriptions, its one writer."""
 
     def __init__(self, server: ApiServer, ws: trio_websocket.WebSocketConnection) -> None:
         self.server = server
+        self.daemon = server.daemon
         self.ws = ws
-        self.rpc = Connection(strict=True, emit_jsonrpc_field=True)
-        self._write_lock = trio.Lock()
+        self.rpc = Connection(
+            strict=True, emit_jsonrpc_field=True, max_line_bytes=MAX_MESSAGE_BYTES
+        )
+        self.outbox = _Outbox(OUTBOX_LIMIT_BYTES)
+        self._slots = trio.Semaphore(MAX_IN_FLIGHT)
         self._subscriptions: dict[str, trio.CancelScope] = {}
-
-    async def send(self, data: bytes) -> None:
-        async with self._write_lock:
-            await self.ws.send_message(data.rstrip(b"\n").decode("utf-8"))
+        self._nursery: trio.Nursery | None = None
+        self._writer_done = trio.Event()
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._writer)
             try:
                 while True:
+                    # Back-pressure: with MAX_IN_FLIGHT requests being served, stop reading.
+                    await self._slots.acquire()
                     message = await self.ws.get_message()
                     self._dispatch(nursery, message)
             except trio_websocket.ConnectionClosed:
                 pass
-            nursery.cancel_scope.cancel()
+            finally:
+                self.outbox.close()
+                nursery.cancel_scope.cancel()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                for frame in await self.outbox.take_all():
+                    await self.ws.send_message(frame)
+        except (trio.EndOfChannel, trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+            pass
+        finally:
+            self._writer_done.set()
+
+    def _queue(self, frame: str, *, force: bool = False) -> None:
+        if not self.outbox.put(frame, force=force):
+            self._overflow(CLOSE_NOT_READING, "the client does not read its answers")
+
+    def _overflow(self, code: int, reason: str) -> None:
+        """Too much unread: close this connection (bounded), keep the daemon's memory flat."""
+        self.outbox.close()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._close, code, reason)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with trio.move_on_after(1), contextlib.suppress(Exception):
+            await self._writer_done.wait()  # what was queued (an events/dropped) goes first
+            await self.ws.aclose(code, reason)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     def _dispatch(self, nursery: trio.Nursery, message: str | bytes) -> None:
-        try:
-            obj = json.loads(message)
-        except (ValueError, UnicodeDecodeError) as exc:
-            nursery.start_soon(self._send_error, None, PARSE_ERROR, f"parse error: {exc}", None)
-            return
-        if isinstance(obj, list):
-            # Batches are not supported; say so for each entry would invite abuse. One error.
-            nursery.start_soon(
-                self._send_error, None, INVALID_REQUEST, "batch requests are not supported", None
-            )
-            return
-        msg = classify(obj, strict=True)
-        if isinstance(msg, ProtocolIssue):
-            rid = obj.get("id") if isinstance(obj, dict) else None
-            rid = rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
-            nursery.start_soon(
-                self._send_error, rid, INVALID_REQUEST, f"invalid request: {msg.detail}", None
-            )
-            return
-        if isinstance(msg, Notification):
-            return  # clients have nothing to notify us of; ignore per JSON-RPC
-        if not isinstance(msg, Request):
-            return  # responses from a client: nothing of ours is pending
-        nursery.start_soon(self._handle, nursery, msg)
+        self.rpc.receive_message_text(message)
+        for event in self.rpc.events():
+            if isinstance(event, Request):
+                nursery.start_soon(self._handle, event)
+                return  # the slot is released when the request is answered
+            if isinstance(event, ProtocolIssue):
+                answer = rejection(event)
+                if answer is not None:
+                    self._queue(json.dumps(answer))
+            # Notifications and responses from a client: nothing to do (JSON-RPC says ignore).
+        self._slots.release()
 
-    async def _send_error(
-        self, rid: int | str | None, code: int, message: str, field: str | None
-    ) -> None:
-        data = {"field": field} if field else None
-        with contextlib.suppress(trio_websocket.ConnectionClosed, trio.BrokenResourceError):
-            await self.send(self.rpc.send_error(rid, code, message, data))
-
-    async def _handle(self, nursery: trio.Nursery, request: Request) -> None:
-        params = request.params if request.params is not None else {}
-        if not isinstance(params, dict):
-            await self._send_error(request.id, INVALID_PARAMS, "params must be an object", None)
-            return
+    async def _handle(self, request: Request) -> None:
         try:
-            if request.method == "events/subscribe":
-                result = await self._subscribe(nursery, params)
-            elif request.method == "events/unsubscribe":
-                _check(params, {"subscriptionId": _REQ_S})
-                scope = self._subscriptions.pop(params["subscriptionId"], None)
-                if scope is not None:
-                    scope.cancel()
-                result = {"unsubscribed": scope is not None}
+            frame = await self._answer(request)
+            if frame is not None:
+                self._queue(frame)
+        finally:
+            self._slots.release()
+
+    async def _answer(self, request: Request) -> str | None:
+        """The answer frame for ``request`` (``None`` if already queued); never raises."""
+        try:
+            method = METHODS.get(request.method)
+            if method is None:
+                return self.rpc.send_error_frame(
+                    request.id, METHOD_NOT_FOUND, f"unknown method {request.method!r}"
+                )
+            params: Any = parse(method.params, request.params)
+            if method.handler is not None:
+                result = await method.handler(self.daemon, params)
+            elif isinstance(params, EventsSubscribeParams):
+                self._subscribe(request, params)
+                return None
             else:
-                handler = METHODS.get(request.method)
-                if handler is None:
-                    await self._send_error(
-                        request.id, METHOD_NOT_FOUND, f"unknown method {request.method!r}", None
-                    )
-                    return
-                result = await handler(self.server.daemon, params)
+                assert isinstance(params, EventsUnsubscribeParams)
+                result = self._unsubscribe(params)
+            return self.rpc.send_response_frame(request.id, to_wire(result))
         except CodexdError as exc:
-            await self._send_error(request.id, exc.code, exc.message, exc.field)
-            return
-        except Exception as exc:  # a bug must not kill the connection or the daemon
-            await self._send_error(request.id, INTERNAL_ERROR, f"internal error: {exc!r}", None)
-            return
-        with contextlib.suppress(trio_websocket.ConnectionClosed, trio.BrokenResourceError):
-            await self.send(self.rpc.send_response(request.id, result))
+            data = {"field": exc.field} if exc.field else None
+            return self._error_frame(request, exc.code, exc.message, data)
+        except LocalProtocolError as exc:  # a result that cannot be encoded: a bug of ours
+            self.server.report(f"answer to {request.method}", exc)
+            return self._error_frame(request, INTERNAL_ERROR, "internal error: unencodable result")
+        except Exception as exc:  # a bug must cost this request only
+            self.server.report(f"request {request.method}", exc)
+            return self._error_frame(request, INTERNAL_ERROR, f"internal error: {exc!r}")
 
-    async def _subscribe(self, nursery: trio.Nursery, params: JsonObject) -> Any:
-        _check(
-            params,
-            {"since": ((int,), False), "type": _OPT_S, "sessionId": _OPT_S, "runId": _OPT_S},
-        )
-        since = params.get("since")
-        if since is not None and since < 0:
-            raise InvalidRequest("since must be >= 0", field="since")
-        subscription = self.server.daemon.subscribe(
-            since,
-            type_prefix=params.get("type"),
-            session_id=params.get("sessionId"),
-            run_id=params.get("runId"),
+    def _error_frame(self, request: Request, code: int, message: str, data: Any = None) -> str:
+        try:
+            return self.rpc.send_error_frame(request.id, code, message, data)
+        except LocalProtocolError:
+            safe = message.encode(errors="replace").decode()
+            return self.rpc.send_error_frame(request.id, code, safe)
+
+    def _subscribe(self, request: Request, params: EventsSubscribeParams) -> None:
+        """Reply first, then stream: the reply is queued before any event of the stream."""
+        if len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
+            raise InvalidRequest(
+                f"too many subscriptions on this connection (at most {MAX_SUBSCRIPTIONS})"
+            )
+        subscription = self.daemon.store.subscribe(
+            params.since,
+            event_filter=EventFilter(params.type, params.session_id, params.run_id),
+            buffer=self.daemon.config.api.subscriber_buffer,
         )
         subscription_id = f"sub-{secrets.token_hex(4)}"
+        reply = Subscribed(subscription_id, self.daemon.store.last_seq)
+        self._queue(self.rpc.send_response_frame(request.id, to_wire(reply)))
         scope = trio.CancelScope()
         self._subscriptions[subscription_id] = scope
-        nursery.start_soon(self._stream, subscription, subscription_id, scope)
-        return {"subscriptionId": subscription_id, "lastSeq": self.server.daemon.store.last_seq}
+        assert self._nursery is not None
+        self._nursery.start_soon(self._stream, subscription, subscription_id, scope)
+
+    def _unsubscribe(self, params: EventsUnsubscribeParams) -> Unsubscribed:
+        scope = self._subscriptions.pop(params.subscription_id, None)
+        if scope is not None:
+            scope.cancel()
+        return Unsubscribed(scope is not None)
 
     async def _stream(
-        self, subscription: Any, subscription_id: str, scope: trio.CancelScope
+        self, subscription: Subscription, subscription_id: str, scope: trio.CancelScope
     ) -> None:
         with scope:
             try:
                 async for event in subscription:
                     payload = {"subscriptionId": subscription_id, "event": to_wire(event)}
-                    await self.send(self.rpc.send_notification("event", payload))
+                    if not self.outbox.put(self.rpc.send_notification_frame("event", payload)):
+                        raise SubscriberOverflow(subscription.last_seq)
+                    if len(self.outbox) >= STREAM_AHEAD:
+                        # The client is slower than the stream: let the subscription's own
+                        # bounded buffer absorb it (and drop it when that overflows).
+                        await self.outbox.wait_room(STREAM_AHEAD)
             except SubscriberOverflow as exc:
-                note = self.rpc.send_notification(
-                    "events/dropped",
-                    {
-                        "subscriptionId": subscription_id,
-                        "lastSeq": exc.last_seq,
-                        "reason": str(exc),
-                    },
+                dropped = {
+                    "subscriptionId": subscription_id,
+                    "lastSeq": exc.last_seq,
+                    "reason": str(exc),
+                }
+                self.outbox.put(
+                    self.rpc.send_notification_frame("events/dropped", dropped), force=True
                 )
-                with trio.move_on_after(1), contextlib.suppress(Exception):
-                    await self.send(note)
-                with trio.move_on_after(1), contextlib.suppress(Exception):
-                    await self.ws.aclose(
-                        CLOSE_LAGGING, "subscriber fell behind; reconnect with since"
-                    )
-            except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
-                pass
+                self.outbox.close()
+                await self._close(CLOSE_LAGGING, "subscriber fell behind; reconnect with since")
             finally:
                 subscription.close()
+                self._subscriptions.pop(subscription_id, None)
+
+
+# ---- the server -------------------------------------------------------------------------------
 
 
 class ApiServer:
@@ -450,67 +407,132 @@ class ApiServer:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.config = daemon.config.api
-        self.token = ""
+        self.token = b""
         self.url: str | None = None
+        self._instance = secrets.token_hex(8)
+        self._handshakes: dict[int, trio.CancelScope] = {}
+        self._handshake_ids = 0
+        #: Authenticated connections being served now.
+        self.open_connections = 0
+        self.failures = 0
+        self._allowed_origins = {o.encode() for o in self.config.allowed_origins}
 
-    def _authorized(self, request: trio_websocket.WebSocketRequest) -> tuple[int, str] | None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
-        origin = headers.get("origin")
-        if origin is not None and origin not in self.config.allowed_origins:
-            return 403, f"origin {origin!r} is not allowed"
-        auth = headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), self.token):
+    def report(self, where: str, exc: BaseException) -> None:
+        """A bug met while serving one connection or request: recorded, contained."""
+        self.failures += 1
+        self.daemon._task_failed(f"api {where}", exc)
+
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+        """Why a handshake with these headers is refused, or ``None``. Compares bytes only."""
+        origins = [v for k, v in headers if k.lower() == b"origin"]
+        auths = [v for k, v in headers if k.lower() == b"authorization"]
+        if len(origins) > 1 or len(auths) > 1:
+            return 400, "duplicated Origin or Authorization header"
+        if origins and origins[0] not in self._allowed_origins:
+            return 403, "origin not allowed"
+        scheme, _, token = (auths[0] if auths else b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.token):
             return 401, "missing or wrong bearer token"
         return None
 
-    async def _handler(self, request: trio_websocket.WebSocketRequest) -> None:
-        refused = self._authorized(request)
-        if refused is not None:
-            status, reason = refused
-            await request.reject(status, body=reason.encode())
-            return
-        ws = await request.accept()
-        await _ApiConnection(self, ws).serve()
+    async def _handshake(
+        self, nursery: trio.Nursery, stream: trio.abc.Stream
+    ) -> trio_websocket.WebSocketConnection | None:
+        """Accept an authorized handshake (bounded in time); refuse anything else."""
+        if len(self._handshakes) >= MAX_PENDING_HANDSHAKES:
+            oldest = next(iter(self._handshakes))
+            self._handshakes.pop(oldest).cancel()
+        self._handshake_ids += 1
+        key = self._handshake_ids
+        with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as scope:
+            self._handshakes[key] = scope
+            try:
+                request = await trio_websocket.wrap_server_stream(
+                    nursery, stream, message_queue_size=1, max_message_size=MAX_MESSAGE_BYTES
+                )
+                refused = self.refusal(request.headers)
+                if refused is None:
+                    return await request.accept()
+                status, reason = refused
+                await request.reject(status, body=reason.encode())
+            finally:
+                self._handshakes.pop(key, None)
+        return None
+
+    async def _connection(self, stream: trio.abc.Stream) -> None:
+        """One connection, from handshake to close; nothing raised here leaves this task."""
+        try:
+            async with trio.open_nursery() as nursery:
+                ws = await self._handshake(nursery, stream)
+                if ws is not None:
+                    self.open_connections += 1
+                    try:
+                        await _ApiConnection(self, ws).serve()
+                    finally:
+                        self.open_connections -= 1
+                nursery.cancel_scope.cancel()
+        except Exception as exc:
+            if not isinstance(exc, trio_websocket.ConnectionClosed | trio.BrokenResourceError):
+                self.report("connection", exc)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen and serve until cancelled; ``task_status.started(url)`` once listening."""
+        """Listen and serve until cancelled; ``task_status.started(url)`` once listening.
+
+        Raises :class:`~codexd.errors.ListenError` (one line, naming the address) if the
+        address cannot be used; nothing is listening then.
+        """
         state_dir = self.daemon.config.state_path
-        self.token = await trio.to_thread.run_sync(load_or_create_token, state_dir)
-        listen = self.config.listen
-        if listen.startswith("unix://"):
-            path = listen[len("unix://") :]
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-            await sock.bind(path)
-            os.chmod(path, 0o600)
-            sock.listen(128)
-            listeners = [trio.SocketListener(sock)]
-            url = listen
-        else:
-            parsed = urllib.parse.urlsplit(listen)
-            host = parsed.hostname or "127.0.0.1"
-            listeners = list(await trio.open_tcp_listeners(parsed.port or 0, host=host))
-            port = listeners[0].socket.getsockname()[1]
-            url = f"ws://{host}:{port}"
-        server = trio_websocket.WebSocketServer(
-            self._handler, listeners, max_message_size=MAX_MESSAGE_BYTES
-        )
-        self.url = url
-        await trio.to_thread.run_sync(self._write_api_json, url)
-        task_status.started(url)
+        token, rotated = await trio.to_thread.run_sync(load_or_create_token, state_dir)
+        self.token = token.encode()
+        if rotated:
+            await self.daemon.store.record(
+                "api.token.rotated",
+                f"Replaced the API token: {rotated}.",
+                level="warn",
+                detail={"reason": rotated},
+            )
+        listeners, url, unix = await _listen(self.config.listen)
         try:
-            await server.run()
+            self.url = url
+            await trio.to_thread.run_sync(self._write_api_json, url)
+            try:
+                task_status.started(url)
+                await trio.serve_listeners(self._connection, listeners)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._remove_api_json)
         finally:
-            with contextlib.suppress(OSError):
-                (state_dir / "api.json").unlink()
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    with contextlib.suppress(Exception):
+                        await listener.aclose()
+            if unix is not None:
+                unix.remove_if_ours()
 
     def _write_api_json(self, url: str) -> None:
         path = self.daemon.config.state_path / "api.json"
-        data = {"url": url, "pid": os.getpid(), "daemonId": self.daemon.store.daemon_id}
-        tmp = path.with_suffix(".tmp")
+        data = {
+            "url": url,
+            "pid": os.getpid(),
+            "daemonId": self.daemon.store.daemon_id,
+            "instance": self._instance,
+        }
+        tmp = path.with_name(f"api.json.new-{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh)
         os.replace(tmp, path)
+
+    def _remove_api_json(self) -> None:
+        """Remove api.json, but only the one this server wrote."""
+        path = self.daemon.config.state_path / "api.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(data, dict) and data.get("instance") == self._instance:
+            with contextlib.suppress(OSError):
+                path.unlink()

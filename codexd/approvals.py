@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from . import _time
+from ._tasks import TaskHost
 from .appserver import AppServerClient
 from .config import Config
 from .errors import CodexdError, InvalidRequest, NotActive, NotFound
@@ -60,12 +61,12 @@ class ApprovalBroker:
         self,
         store: Store,
         config: Config,
-        nursery: trio.Nursery,
+        tasks: TaskHost,
         thread_sessions: dict[str, str],
     ) -> None:
         self.store = store
         self.config = config
-        self._nursery = nursery
+        self._tasks = tasks
         self._pending: dict[str, _Pending] = {}
         self._by_request: dict[tuple[int, int | str], str] = {}
         #: thread id -> session id, shared with (and kept by) the session manager.
@@ -73,7 +74,9 @@ class ApprovalBroker:
 
     def handle_request(self, client: AppServerClient, request: Request) -> None:
         """Called by the reader for each server request; never blocks."""
-        self._nursery.start_soon(self._serve, client, request)
+        self._tasks.start_soon(
+            self._serve, client, request, name=f"server request {request.method}"
+        )
 
     async def _serve(self, client: AppServerClient, request: Request) -> None:
         params = request.params if isinstance(request.params, dict) else {}

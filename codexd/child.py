@@ -98,16 +98,14 @@ def _signal_name(returncode: int) -> str | None:
 
 def register_owned(store: Store, pid: int, kind: str, argv0: str) -> None:
     """Record a process this daemon owns, so a successor can reap it if we die (next batch)."""
-    owned = dict(store.meta.get("owned_processes") or {})
-    owned[str(pid)] = {"startTicks": process_start_ticks(pid), "kind": kind, "argv0": argv0}
-    store.set_meta_soon("owned_processes", owned)
+    store.register_owned(
+        pid, {"startTicks": process_start_ticks(pid), "kind": kind, "argv0": argv0}
+    )
 
 
 def unregister_owned(store: Store, pid: int) -> None:
     """Forget an owned process once it has been waited for."""
-    owned = dict(store.meta.get("owned_processes") or {})
-    if owned.pop(str(pid), None) is not None:
-        store.set_meta_soon("owned_processes", owned)
+    store.unregister_owned(pid)
 
 
 async def stop_process_group(process: trio.Process, grace_s: float) -> None:
@@ -361,7 +359,7 @@ async def reap_leftovers(store: Store, grace_s: float) -> list[dict[str, Any]]:
     A process is only touched if its pid still runs with the SAME start time as recorded, so a
     reused pid belonging to someone else is never signalled. Returns what was reaped.
     """
-    owned: dict[str, Any] = dict(store.meta.get("owned_processes") or {})
+    owned = store.owned_processes()
     reaped: list[dict[str, Any]] = []
     for pid_text, info in owned.items():
         pid = int(pid_text)
@@ -375,8 +373,7 @@ async def reap_leftovers(store: Store, grace_s: float) -> list[dict[str, Any]]:
         if process_start_ticks(pid) == ticks:
             kill_group(pid, signal.SIGKILL)
         reaped.append({"pid": pid, **info})
-    if owned:
-        store.set_meta_soon("owned_processes", {})
+    store.unregister_owned(*owned)
     for entry in reaped:
         await store.record(
             "child.reaped",

@@ -7,9 +7,11 @@ Exit codes a script can rely on: 0 ok, 1 a failed turn/run/check or an error, 2 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import trio
 
 from . import __version__
 from .config import Config, config_to_dict, load_config
-from .errors import ConfigError
+from .errors import CodexdError, ConfigError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -69,28 +71,61 @@ def serve(ctx: click.Context, mode: str | None, listen: str | None, no_api: bool
 
 
 async def _serve(config: Config) -> int:
-    from .daemon import open_daemon
+    """Run until SIGINT/SIGTERM; 0 after a clean stop, 1 if anything went wrong.
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with open_daemon(config) as daemon:
-            snapshot = daemon.status()
-            ready = {
-                "ready": True,
-                "pid": snapshot.daemon.pid,
-                "daemonId": snapshot.daemon_id,
-                "mode": config.mode,
-                "stateDir": str(config.state_path),
-                "api": daemon.info.api_url,
-                "child": snapshot.child.status,
-            }
-            print(f"codexd ready {json.dumps(ready)}", flush=True)
-            async for signum in signals:
-                if signum == signal.SIGHUP:
+    A second SIGINT/SIGTERM while stopping exits at once (the app-server child exits when
+    its stdin closes; exec children are reaped by the next start).
+    """
+    from .daemon import Daemon, open_daemon
+
+    stop = trio.Event()
+    running: list[Daemon] = []
+
+    async def watch(signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                for daemon in running:
                     daemon.store.request_reopen()
-                    continue
-                print(f"codexd: {signal.Signals(signum).name} received, stopping", flush=True)
-                break
-    return 0
+                continue
+            name = signal.Signals(signum).name
+            if stop.is_set():
+                print(f"codexd: {name} received again, exiting now", file=sys.stderr, flush=True)
+                os._exit(EXIT_FAILED)
+            print(f"codexd: {name} received, stopping", flush=True)
+            stop.set()
+
+    code = 0
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch, signals)
+            try:
+                async with open_daemon(config) as daemon:
+                    running.append(daemon)
+                    snapshot = daemon.status()
+                    ready = {
+                        "ready": True,
+                        "pid": snapshot.daemon.pid,
+                        "daemonId": snapshot.daemon_id,
+                        "mode": config.mode,
+                        "stateDir": str(config.state_path),
+                        "api": daemon.info.api_url,
+                        "child": snapshot.child.status,
+                    }
+                    print(f"codexd ready {json.dumps(ready)}", flush=True)
+                    await stop.wait()
+                if daemon.store.health().status == "degraded":
+                    print(
+                        "codexd: stopped with the state store degraded: "
+                        f"{daemon.store.health().error}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    code = EXIT_FAILED
+            except CodexdError as exc:
+                print(f"codexd: {exc.message}", file=sys.stderr, flush=True)
+                code = EXIT_FAILED
+            nursery.cancel_scope.cancel()
+    return code
 
 
 @main.command()

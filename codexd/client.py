@@ -6,13 +6,20 @@ It finds a running daemon through ``<state_dir>/api.json`` and ``<state_dir>/api
         status = await client.call("daemon/status")
         async for event in client.subscribe(since=0):
             ...
+
+Every call has a timeout (``default_timeout`` unless given); waiting methods (``turn/wait``,
+``run/wait``) get their own ``timeoutS`` plus a margin. Event notifications are buffered per
+subscription up to a bound; one that overflows ends with a ``{"dropped": True, ...}`` item, as
+when the daemon drops a lagging subscriber, and the caller resubscribes with ``since``.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +28,62 @@ import trio
 import trio_websocket
 
 from ._groups import unwrap_single
+from .errors import CodexdError
 from .jsonrpc import Connection, ErrorResponse, Notification, Response
 
+#: Seconds a call waits for its answer unless told otherwise.
+DEFAULT_TIMEOUT_S = 60.0
+#: Events buffered per subscription before it counts as dropped.
+SUBSCRIPTION_BUFFER = 10_000
+#: Largest answer accepted (a status with many large recent events can pass a megabyte).
+MAX_ANSWER_BYTES = 256 * 1024 * 1024
+#: Notifications kept for a subscription id whose reply has not arrived yet.
+EARLY_BUFFER = 1_000
 
-class ApiError(Exception):
+
+class ApiError(CodexdError):
     """The daemon answered with a JSON-RPC error."""
 
     def __init__(self, code: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, field=field)
         self.code = code
-        self.message = message
-        self.field = field
 
 
-class DaemonUnreachable(Exception):
+class DaemonUnreachable(CodexdError):
     """No daemon answers at the address in ``api.json`` (or there is no ``api.json``)."""
+
+    code = -32003
+
+
+class _Unset(enum.Enum):
+    UNSET = "unset"
+
+
+_UNSET = _Unset.UNSET
 
 
 @attrs.define
 class _Waiter:
     done: trio.Event = attrs.field(factory=trio.Event)
     result: Any = None
-    error: ApiError | None = None
+    error: CodexdError | None = None
 
 
 class ApiClient:
     """One authenticated WebSocket connection to the daemon."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def __init__(
+        self, ws: trio_websocket.WebSocketConnection, *, default_timeout: float | None
+    ) -> None:
         self._ws = ws
         self._rpc = Connection(strict=True, emit_jsonrpc_field=True)
         self._waiters: dict[int | str, _Waiter] = {}
         self._events: dict[str, trio.MemorySendChannel[Any]] = {}
+        # Notifications that arrived before the reply naming their subscription (older
+        # daemons stream before they reply): kept, bounded, until the reply claims them.
+        self._early: dict[str, deque[Any]] = {}
         self._lock = trio.Lock()
+        self.default_timeout = default_timeout
         self.closed_reason: str | None = None
 
     async def _reader(self) -> None:
@@ -67,7 +97,7 @@ class ApiClient:
             reason = exc.reason
             self.closed_reason = f"{reason.code} {reason.reason or ''}" if reason else "closed"
         for waiter in self._waiters.values():
-            waiter.error = ApiError(-32000, f"connection closed ({self.closed_reason})")
+            waiter.error = DaemonUnreachable(f"connection closed ({self.closed_reason})")
             waiter.done.set()
         for channel in self._events.values():
             channel.close()
@@ -85,26 +115,67 @@ class ApiClient:
             waiter.done.set()
         elif isinstance(msg, Notification) and isinstance(msg.params, dict):
             sub_id = msg.params.get("subscriptionId")
-            channel = self._events.get(sub_id) if isinstance(sub_id, str) else None
-            if channel is None:
+            if not isinstance(sub_id, str):
                 return
             if msg.method == "event":
-                channel.send_nowait(msg.params["event"])
+                item = msg.params.get("event")
             elif msg.method == "events/dropped":
-                channel.send_nowait({"dropped": True, **msg.params})
+                item = {"dropped": True, **msg.params}
+            else:
+                return
+            channel = self._events.get(sub_id)
+            if channel is None:
+                if len(self._early) < 8 or sub_id in self._early:
+                    early = self._early.setdefault(sub_id, deque(maxlen=EARLY_BUFFER))
+                    early.append(item)
+                return
+            self._deliver(sub_id, channel, item)
 
-    async def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        """Call a method; raises :class:`ApiError` with the daemon's code and message."""
+    def _deliver(self, sub_id: str, channel: trio.MemorySendChannel[Any], item: Any) -> None:
+        try:
+            channel.send_nowait(item)
+        except trio.WouldBlock:
+            # The caller does not keep up: end its stream with a dropped marker.
+            self._events.pop(sub_id, None)
+            channel.close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._events.pop(sub_id, None)  # the caller stopped iterating
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | _Unset | None = _UNSET,
+    ) -> Any:
+        """Call a method; raises :class:`ApiError` with the daemon's code and message.
+
+        ``timeout`` defaults to the client's ``default_timeout`` (plus the request's own
+        ``timeoutS`` when it has one); ``None`` waits as long as it takes.
+        """
+        if isinstance(timeout, _Unset):
+            timeout = self.default_timeout
+            wait = (params or {}).get("timeoutS")
+            if timeout is not None and isinstance(wait, int | float):
+                timeout += float(wait)
+            elif method in ("turn/wait", "run/wait") and wait is None:
+                timeout = None
         request_id, data = self._rpc.send_request(method, params or {})
         waiter = _Waiter()
         self._waiters[request_id] = waiter
         try:
-            async with self._lock:
-                await self._ws.send_message(data.decode().rstrip("\n"))
-        except trio_websocket.ConnectionClosed as exc:
-            self._waiters.pop(request_id, None)
-            raise DaemonUnreachable(f"the connection to the daemon was lost: {exc}") from None
-        await waiter.done.wait()
+            try:
+                async with self._lock:
+                    await self._ws.send_message(data.decode().rstrip("\n"))
+            except trio_websocket.ConnectionClosed as exc:
+                raise DaemonUnreachable(f"the connection to the daemon was lost: {exc}") from None
+            with trio.move_on_after(timeout if timeout is not None else float("inf")):
+                await waiter.done.wait()
+        finally:
+            if self._waiters.pop(request_id, None) is not None:
+                self._rpc.forget(request_id)
+        if not waiter.done.is_set():
+            raise ApiError(-32001, f"{method} got no answer within {timeout:g}s")
         if waiter.error is not None:
             raise waiter.error
         return waiter.result
@@ -116,9 +187,13 @@ class ApiClient:
         type_prefix: str | None = None,
         session_id: str | None = None,
         run_id: str | None = None,
+        buffer: int = SUBSCRIPTION_BUFFER,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Events (as camelCase dicts); a ``{"dropped": True, "lastSeq": N}`` item if dropped."""
-        send, receive = trio.open_memory_channel[Any](float("inf"))
+        """Events (as camelCase dicts); a ``{"dropped": True, "lastSeq": N}`` item if dropped.
+
+        Leaving the loop early unsubscribes.
+        """
+        send, receive = trio.open_memory_channel[Any](buffer)
         params: dict[str, Any] = {
             "since": since,
             "type": type_prefix,
@@ -128,14 +203,31 @@ class ApiClient:
         result = await self.call(
             "events/subscribe", {k: v for k, v in params.items() if v is not None}
         )
-        self._events[result["subscriptionId"]] = send
-        async with receive:
-            async for event in receive:
-                yield event
+        sub_id = result["subscriptionId"]
+        self._events[sub_id] = send
+        for item in self._early.pop(sub_id, ()):
+            self._deliver(sub_id, send, item)
+        last = since or 0
+        try:
+            async with receive:
+                async for event in receive:
+                    if isinstance(event, dict) and isinstance(event.get("seq"), int):
+                        last = event["seq"]
+                    yield event
+            if sub_id not in self._events and self.closed_reason is None:
+                # Our own buffer overflowed (see _deliver): say so like the daemon would.
+                yield {"dropped": True, "subscriptionId": sub_id, "lastSeq": last}
+        finally:
+            self._events.pop(sub_id, None)
+            send.close()
+            if self.closed_reason is None:
+                with trio.CancelScope(shield=True), trio.move_on_after(2), suppress(CodexdError):
+                    await self.call("events/unsubscribe", {"subscriptionId": sub_id})
 
 
-def read_api_info(state_dir: Path) -> tuple[str, str]:
+def read_api_info(state_dir: Path | str) -> tuple[str, str]:
     """``(url, token)`` of the daemon using ``state_dir``; raises DaemonUnreachable if none."""
+    state_dir = Path(state_dir)
     try:
         info = json.loads((state_dir / "api.json").read_text())
         token = (state_dir / "api-token").read_text().strip()
@@ -144,12 +236,20 @@ def read_api_info(state_dir: Path) -> tuple[str, str]:
             f"no running daemon found in {state_dir} (missing {Path(exc.filename).name});"
             " start one with `codexd serve`"
         ) from None
+    except (OSError, ValueError) as exc:
+        raise DaemonUnreachable(f"cannot read the daemon's address in {state_dir}: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("url"), str):
+        raise DaemonUnreachable(f"{state_dir / 'api.json'} does not name the daemon's url")
     return str(info["url"]), token
 
 
 @asynccontextmanager
 async def open_client(
-    state_dir: Path | None = None, *, url: str | None = None, token: str | None = None
+    state_dir: Path | str | None = None,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    default_timeout: float | None = DEFAULT_TIMEOUT_S,
 ) -> AsyncIterator[ApiClient]:
     """Connect to the daemon (by ``state_dir``'s api.json, or an explicit url + token)."""
     if url is None or token is None:
@@ -160,21 +260,28 @@ async def open_client(
     with unwrap_single():
         async with trio.open_nursery() as nursery:
             try:
-                if url.startswith("unix://"):
-                    stream = await trio.open_unix_socket(url[len("unix://") :])
-                    ws = await trio_websocket.wrap_client_stream(
-                        nursery, stream, "localhost", "/", extra_headers=headers
-                    )
-                else:
-                    ws = await trio_websocket.connect_websocket_url(
-                        nursery, url, extra_headers=headers
-                    )
-            except (OSError, trio_websocket.HandshakeError) as exc:
+                with trio.fail_after(default_timeout or float("inf")):
+                    if url.startswith("unix://"):
+                        stream = await trio.open_unix_socket(url[len("unix://") :])
+                        ws = await trio_websocket.wrap_client_stream(
+                            nursery,
+                            stream,
+                            "localhost",
+                            "/",
+                            extra_headers=headers,
+                            max_message_size=MAX_ANSWER_BYTES,
+                        )
+                    else:
+                        ws = await trio_websocket.connect_websocket_url(
+                            nursery, url, extra_headers=headers, max_message_size=MAX_ANSWER_BYTES
+                        )
+            except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
                 raise DaemonUnreachable(f"cannot reach the daemon at {url}: {exc}") from None
-            client = ApiClient(ws)
+            client = ApiClient(ws, default_timeout=default_timeout)
             nursery.start_soon(client._reader)
             try:
                 yield client
             finally:
-                await ws.aclose()
+                with trio.move_on_after(2):
+                    await ws.aclose()
                 nursery.cancel_scope.cancel()

@@ -13,17 +13,20 @@ value came from (the file, or the environment variable), e.g.
 from __future__ import annotations
 
 import json
+import math
 import os
-import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import attrs
 import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
+from ._jsoncheck import has_surrogate
+from ._structerrors import describe as describe_structure_error
 from .errors import ConfigError
 
 Mode = Literal["app-server", "exec"]
@@ -178,14 +181,19 @@ def _float_from(value: Any, _type: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return number
 
 
 def _str_from(value: Any, _type: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
+    if has_surrogate(value) or "\x00" in value:
+        raise ValueError("is not valid text (a NUL byte or a lone surrogate)")
     return value
 
 
@@ -199,49 +207,6 @@ def _make_converter() -> cattrs.Converter:
 
 
 _converter = _make_converter()
-
-
-def _literal_choices(tp: Any) -> tuple[str, ...]:
-    return tuple(str(a) for a in get_args(tp))
-
-
-def _describe_exception(exc: BaseException, path: str) -> list[tuple[str, str]]:
-    """Flatten a cattrs error tree into ``(dotted.key, problem)`` pairs."""
-    out: list[tuple[str, str]] = []
-    if isinstance(exc, ForbiddenExtraKeysError):
-        for key in sorted(exc.extra_fields):
-            out.append((f"{path}.{key}".lstrip("."), "unknown key"))
-        return out
-    if isinstance(exc, ClassValidationError | IterableValidationError):
-        for sub in exc.exceptions:
-            note = _note_of(sub)
-            out.extend(_describe_exception(sub, f"{path}.{note}" if note else path))
-        return out
-    if isinstance(exc, KeyError):
-        return [(path.lstrip("."), "missing")]
-    message = str(exc)
-    # cattrs reports a bad Literal as a generic error; make it list the choices.
-    if "not in literal" in message:
-        choices = re.findall(r"'([^']*)'", message.split("not in literal", 1)[1])
-        message = "must be one of " + ", ".join(repr(c) for c in choices)
-    # attrs validators name their attribute first ("grace_s must be >= 0"): make it the key.
-    first, _, rest = message.partition(" ")
-    if rest.startswith("must") and first.isidentifier():
-        return [(f"{path}.{first}".lstrip("."), rest)]
-    return [(path.lstrip("."), message)]
-
-
-def _note_of(exc: BaseException) -> str:
-    for note in getattr(exc, "__notes__", []) or []:
-        # cattrs notes look like "Structuring class Config @ attribute child"
-        # or "Structuring typing.List[str] @ index 2".
-        if "@ attribute " in note:
-            return str(note.rsplit("@ attribute ", 1)[1])
-        if "@ index " in note:
-            return f"[{note.rsplit('@ index ', 1)[1]}]"
-        if "@ key " in note:
-            return str(note.rsplit("@ key ", 1)[1])
-    return ""
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -338,7 +303,7 @@ def load_config(
     try:
         config = _converter.structure(tree, Config)
     except (ClassValidationError, ForbiddenExtraKeysError) as exc:
-        problems = _describe_exception(exc, "")
+        problems = describe_structure_error(exc)
         lines = []
         for key, problem in problems:
             source = sources.get(key) or _source_of_prefix(sources, key) or file_label
@@ -376,9 +341,34 @@ def _check_semantics(config: Config, sources: Mapping[str, str], label: str) -> 
         fail("restart.backoff_max_s", "must be >= restart.backoff_initial_s")
     if not config.runs.purposes:
         fail("runs.purposes", "must list at least one purpose")
+    if not config.state_dir.strip():
+        fail("state_dir", "must not be empty (give a directory path)")
     listen = config.api.listen
-    if not listen.startswith(("ws://", "unix://")):
-        fail("api.listen", f"unsupported address {listen!r}; use ws://HOST:PORT or unix:///path")
+    problem = listen_problem(listen)
+    if problem:
+        fail("api.listen", problem)
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why ``listen`` is not a usable API address (``None`` if it is)."""
+    usage = "use ws://HOST:PORT (port 0 picks a free one) or unix:///absolute/path"
+    if listen.startswith("unix://"):
+        path = listen[len("unix://") :]
+        if not path.startswith("/"):
+            return f"{listen!r} needs an absolute socket path; {usage}"
+        return None
+    if not listen.startswith("ws://"):
+        return f"unsupported address {listen!r}; {usage}"
+    try:
+        parsed = urllib.parse.urlsplit(listen)
+        port = parsed.port
+    except ValueError as exc:
+        return f"invalid address {listen!r} ({exc}); {usage}"
+    if not parsed.hostname or port is None:
+        return f"{listen!r} needs a host and a port; {usage}"
+    if parsed.path not in ("", "/") or parsed.query:
+        return f"{listen!r} must not have a path; {usage}"
+    return None
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

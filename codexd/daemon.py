@@ -8,6 +8,7 @@ gracefully, records ``daemon.stopped`` and flushes the store before it returns.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,10 +19,12 @@ import trio
 from . import __version__, _time
 from ._binary import bundled_codex, with_codex_path
 from ._groups import unwrap_single
+from ._params import RunCreateParams, SessionCreateParams, TurnStartParams, build
+from ._tasks import TaskHost, describe_failure
 from .approvals import ApprovalBroker
 from .child import ChildSpec, ManagedChild, reap_leftovers
 from .config import Config
-from .errors import ChildSpawnError, InvalidRequest, NotFound, WrongMode
+from .errors import ChildSpawnError, NotFound, StoreError, WrongMode
 from .records import (
     Approval,
     ChildState,
@@ -35,7 +38,7 @@ from .records import (
 )
 from .runs import RunQueue
 from .sessions import SessionManager
-from .store import EventFilter, Store, Subscription, new_id
+from .store import EventFilter, Store, Subscription, Update, new_id
 from .supervisor import AppServerSupervisor
 
 
@@ -53,6 +56,8 @@ class Daemon:
         self.config = config
         self.store = store
         self._nursery = nursery
+        self.tasks = TaskHost(nursery, self._task_failed)
+        self.task_failures = 0
         self._plain_child = plain_child
         self.info = DaemonInfo(
             pid=os.getpid(),
@@ -64,8 +69,8 @@ class Daemon:
         self._plain: ManagedChild | None = None
         self._child_done = trio.Event()
         self._child_done.set()
-        self.sessions = SessionManager(store, config, self, nursery)
-        self.approvals = ApprovalBroker(store, config, nursery, self.sessions.thread_sessions)
+        self.sessions = SessionManager(store, config, self, self.tasks)
+        self.approvals = ApprovalBroker(store, config, self.tasks, self.sessions.thread_sessions)
         self.sessions.on_server_request_resolved = self.approvals.server_resolved
         self.supervisor: AppServerSupervisor | None = None
         self.runs = RunQueue(store, config)
@@ -73,6 +78,8 @@ class Daemon:
         self._runs_done = trio.Event()
         self.api: Any = None
         self._api_scope = trio.CancelScope()
+        self._api_done = trio.Event()
+        self._api_done.set()
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -120,6 +127,14 @@ class Daemon:
                 "endpoint": self.endpoint,
             },
         )
+        for problem in self.store.load_problems:
+            await self.store.record(
+                "store.row.invalid",
+                f"Unreadable {problem.source} entry {problem.key!r} moved to the quarantine"
+                f" table: {problem.error}",
+                level="error",
+                detail={"source": problem.source, "key": problem.key, "error": problem.error},
+            )
         await reap_leftovers(self.store, self.config.stop.grace_s)
         await self.approvals.recover()
         if self._plain_child:
@@ -145,35 +160,49 @@ class Daemon:
             async def run_supervisor(
                 task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
             ) -> None:
+                self._child_done = trio.Event()
                 try:
                     await supervisor.run(task_status=task_status)
                 finally:
                     self._child_done.set()
 
-            await self._nursery.start(run_supervisor)
+            await self.tasks.start_service("app-server supervisor", run_supervisor)
             with trio.move_on_after(self.config.turns.request_timeout_s + 5):
                 await supervisor.wait_settled()
         else:
             await self.store.save(ChildState(status="idle"))
         if not self._plain_child:
-            await self._nursery.start(self._run_runs)
+            await self.tasks.start_service("run queue", self._run_runs)
         else:
             self._runs_done.set()
         if self.config.api.enabled and not self._plain_child:
             from .api import ApiServer
 
             self.api = ApiServer(self)
-            url = await self._nursery.start(self._run_api)
+            url = await self.tasks.start_service("api server", self._run_api)
             self._set_info(api_url=url)
         self._set_info(status="running")
 
     async def _run_api(self, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        with self._api_scope:
-            await self.api.run(task_status=task_status)
+        # A fresh scope per incarnation: the service is restarted if it crashes.
+        self._api_scope = trio.CancelScope()
+        self._api_done = trio.Event()
+        try:
+            if self.info.status in ("stopping", "stopped"):
+                return
+            with self._api_scope:
+                await self.api.run(task_status=task_status)
+        finally:
+            self._api_done.set()
 
     async def _run_runs(
         self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
+        self._runs_scope = trio.CancelScope()
+        self._runs_done = trio.Event()
+        if self.info.status in ("stopping", "stopped"):
+            self._runs_done.set()
+            return
         try:
             with self._runs_scope:
                 await self.runs.run(task_status=task_status)
@@ -193,29 +222,59 @@ class Daemon:
             except ChildSpawnError:
                 # Recorded as a failed child; the daemon keeps serving (status shows it).
                 task_status.started(None)
+            except Exception as exc:
+                self._task_failed("smoke child", exc)
             finally:
                 self._child_done.set()
 
         self._plain = child
         await self._nursery.start(run_child)
 
+    def _task_failed(self, name: str, exc: BaseException) -> None:
+        """A contained task raised: report it; the daemon goes on (see codexd._tasks)."""
+        self.task_failures += 1
+        what = describe_failure(exc)
+        print(f"codexd: task {name!r} failed: {what}", file=sys.stderr, flush=True)
+        self.tasks.start_soon(self._report_failure, name, what, name="report a task failure")
+
+    async def _report_failure(self, name: str, what: str) -> None:
+        # emit() never raises, so a report can never fail and report itself in turn.
+        await self.store.emit(
+            "daemon.task.failed",
+            f"Task {name} failed: {what}",
+            level="error",
+            detail={"task": name, "error": what},
+        )
+
     async def _shutdown(self) -> None:
+        """Stop everything, each step bounded; a failing step never stops the next one."""
         self._set_info(status="stopping")
+        grace = self.config.stop.grace_s
         # No new requests while we stop: close the API first, then stop the runs.
         self._api_scope.cancel()
         self.runs.stopping()
         self._runs_scope.cancel()
-        await self._runs_done.wait()
+        with trio.move_on_after(5):
+            await self._api_done.wait()  # requests still reading the store finish first
+        with trio.move_on_after(grace + 10):
+            await self._runs_done.wait()
         if self.supervisor is not None:
-            await self.supervisor.stop()
+            with trio.move_on_after(grace + 5):
+                await self.supervisor.stop()
         elif self._plain is not None:
             self._plain.request_stop()
-        await self._child_done.wait()
-        child = self.store.child_state
-        if child.status == "external":
-            await self.store.save(attrs.evolve(child, status="idle", exited_at=_time.now_iso()))
+        with trio.move_on_after(grace + 10):
+            await self._child_done.wait()
         self._set_info(status="stopped")
-        await self.store.record("daemon.stopped", "codexd stopped.", detail={"pid": os.getpid()})
+        try:
+            child = self.store.child_state
+            if child.status == "external":
+                await self.store.save(attrs.evolve(child, status="idle", exited_at=_time.now_iso()))
+            await self.store.record(
+                "daemon.stopped", "codexd stopped.", detail={"pid": os.getpid()}
+            )
+        except StoreError as exc:
+            print(f"codexd: could not record the stop: {exc}", file=sys.stderr, flush=True)
 
     def _set_info(self, **changes: Any) -> None:
         self.info = attrs.evolve(self.info, **changes)
@@ -230,7 +289,10 @@ class Daemon:
             runs[run.status] = runs.get(run.status, 0) + 1
         pending = sum(1 for a in self.store.approvals.values() if a.status == "pending")
         info = self.info
-        if info.status == "running" and self.store.child_state.status == "failed":
+        health = self.store.health()
+        if info.status == "running" and (
+            self.store.child_state.status == "failed" or health.status == "degraded"
+        ):
             info = attrs.evolve(info, status="degraded")
         return Snapshot(
             daemon_id=self.store.daemon_id,
@@ -241,6 +303,7 @@ class Daemon:
             pending_approvals=pending,
             recent_events=list(self.store.recent_events),
             last_seq=self.store.last_seq,
+            store=health,
         )
 
     def subscribe(
@@ -273,7 +336,8 @@ class Daemon:
         metadata: dict[str, str] | None = None,
     ) -> Session:
         """Record a session that codexd did not open on the app-server itself (as in the seed)."""
-        purpose = _required(purpose, "purpose")
+        params = build(SessionCreateParams, purpose=purpose, thread_id=thread_id, metadata=metadata)
+        purpose = params.purpose.strip()
         now = _time.now_iso()
         session = Session(
             session_id=new_id("session"),
@@ -284,7 +348,7 @@ class Daemon:
             child_pid=self.store.child_state.pid,
             created_at=now,
             updated_at=now,
-            metadata=_string_map(metadata, "metadata"),
+            metadata=params.metadata,
         )
         await self.store.record(
             "session.registered",
@@ -310,17 +374,22 @@ class Daemon:
         session = self.get_session(session_id)
         if session.status == "closed":
             return session
-        closed = attrs.evolve(
-            session, status="closed", current_turn_id=None, updated_at=_time.now_iso()
-        )
         await self.store.record(
             "session.closed",
             f"Closed session {session_id}.",
             detail={"sessionId": session_id, "threadId": session.thread_id},
             session_id=session_id,
-            records=[closed],
+            records=[
+                Update(
+                    Session,
+                    session_id,
+                    lambda s: attrs.evolve(
+                        s, status="closed", current_turn_id=None, updated_at=_time.now_iso()
+                    ),
+                )
+            ],
         )
-        return closed
+        return self.get_session(session_id)
 
     # ---- the app-server: sessions, turns, approvals ---------------------------------------
 
@@ -330,59 +399,24 @@ class Daemon:
             raise WrongMode("no app-server in this mode (config mode is 'exec')")
         return await self.supervisor.client()
 
-    async def create_session(
-        self,
-        purpose: str = "general",
-        *,
-        cwd: str | None = None,
-        model: str | None = None,
-        model_provider: str | None = None,
-        approval_policy: Any = None,
-        sandbox: str | None = None,
-        base_instructions: str | None = None,
-        developer_instructions: str | None = None,
-        personality: str | None = None,
-        service_tier: str | None = None,
-        config: dict[str, Any] | None = None,
-        thread_id: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> Session:
-        """Open a session: a new app-server thread, or ``thread/resume`` of ``thread_id``."""
-        settings = {
-            "cwd": cwd,
-            "model": model,
-            "modelProvider": model_provider,
-            "approvalPolicy": approval_policy,
-            "sandbox": sandbox,
-            "baseInstructions": base_instructions,
-            "developerInstructions": developer_instructions,
-            "personality": personality,
-            "serviceTier": service_tier,
-            "config": config,
-        }
-        return await self.sessions.create_session(
-            purpose,
-            thread_id=thread_id,
-            metadata=_string_map(metadata, "metadata"),
-            settings=settings,
-        )
+    async def create_session(self, purpose: str = "general", /, **settings: Any) -> Session:
+        """Open a session: a new app-server thread, or ``thread/resume`` of ``thread_id``.
 
-    async def start_turn(
-        self,
-        session_id: str,
-        input: Any,
-        *,
-        expected_turn_id: str | None = None,
-        **overrides: Any,
-    ) -> TurnAccepted:
+        ``settings`` are the fields of :class:`codexd.SessionCreateParams` in snake_case
+        (``cwd``, ``model``, ``approval_policy``, ``sandbox``, ``thread_id``, ``metadata``...),
+        validated exactly as the API validates them.
+        """
+        params = build(SessionCreateParams, purpose=purpose, **settings)
+        return await self.sessions.create_session(params)
+
+    async def start_turn(self, session_id: str, input: Any, /, **options: Any) -> TurnAccepted:
         """Start a turn on the session's thread; with ``expected_turn_id``, steer that turn.
 
-        ``overrides`` take the app-server's per-turn options in camelCase (``model``,
-        ``effort``, ``approvalPolicy``, ``sandboxPolicy``, ``cwd``, ``outputSchema``, ...).
+        ``options`` are the fields of :class:`codexd.TurnStartParams` in snake_case (``model``,
+        ``effort``, ``approval_policy``, ``sandbox_policy``, ``cwd``, ``output_schema``...).
         """
-        return await self.sessions.start_turn(
-            session_id, input, expected_turn_id=expected_turn_id, overrides=overrides
-        )
+        params = build(TurnStartParams, session_id=session_id, input=input, **options)
+        return await self.sessions.start_turn(params)
 
     async def interrupt_turn(self, session_id: str) -> TurnResult:
         """Interrupt the session's current turn (bounded); returns how the turn ended."""
@@ -413,9 +447,9 @@ class Daemon:
 
     # ---- runs ----------------------------------------------------------------------------
 
-    async def create_run(self, prompt: str, **options: Any) -> Run:
-        """Queue a ``codex exec`` run; see :meth:`codexd.runs.RunQueue.create_run`."""
-        return await self.runs.create_run(prompt, **options)
+    async def create_run(self, prompt: str, /, **options: Any) -> Run:
+        """Queue a ``codex exec`` run; ``options`` are :class:`codexd.RunCreateParams` fields."""
+        return await self.runs.create_run(build(RunCreateParams, prompt=prompt, **options))
 
     def get_run(self, run_id: str) -> Run:
         return self.runs.get_run(run_id)
@@ -436,22 +470,6 @@ class Daemon:
         if self.supervisor is None:
             raise WrongMode("no app-server in this mode (config mode is 'exec')")
         self.supervisor.restart()
-
-
-def _required(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidRequest(f"{field} must be a non-empty string", field=field)
-    return value.strip()
-
-
-def _string_map(value: Any, field: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise InvalidRequest(f"{field} must be an object of strings", field=field)
-    return {k.strip(): v.strip() for k, v in value.items() if k.strip() and v.strip()}
 
 
 @asynccontextmanager
@@ -477,8 +495,10 @@ async def open_daemon(config: Config, *, plain_child: bool = False) -> AsyncIter
                 await daemon._start()
                 yield daemon
             finally:
+                # Shielded from the cancellation that may have brought us here, but bounded:
+                # whatever failed, the daemon ends within stop.grace_s plus this margin.
                 with trio.CancelScope(shield=True) as scope:
-                    scope.deadline = trio.current_time() + config.stop.grace_s + 15.0
+                    scope.deadline = trio.current_time() + 2 * config.stop.grace_s + 25.0
                     try:
                         await daemon._shutdown()
                     finally:

@@ -64,3 +64,11 @@ class StoreError(CodexdError):
     """The state store could not persist a change (disk full, I/O error)."""
 
     code = -32009
+
+
+class StateDirInUse(StoreError):
+    """Another daemon holds the state directory (one daemon per state dir)."""
+
+
+class ListenError(CodexdError):
+    """The local API cannot listen on its address (in use, not permitted, bad path)."""

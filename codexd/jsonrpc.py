@@ -35,6 +35,8 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
+from ._jsoncheck import has_surrogate, may_hold_surrogates, scrub
+
 JsonObject: TypeAlias = dict[str, Any]
 #: JSON-RPC ids are strings or integers (never booleans, floats or null in a request).
 RequestId: TypeAlias = int | str
@@ -219,13 +221,16 @@ def _preview(raw: bytes | str, max_bytes: int = PREVIEW_CHARS * 4) -> str:
 
 
 def _is_id(value: object) -> bool:
-    # Exact class checks: bool is an int subclass, and True is not an id.
-    return value.__class__ is int or value.__class__ is str
+    # Exact class checks: bool is an int subclass, and True is not an id. A string id must be
+    # encodable, or no answer to it could ever be written.
+    if value.__class__ is str:
+        return not has_surrogate(value)
+    return value.__class__ is int
 
 
 def _usable_id(obj: JsonObject) -> RequestId | None:
     rid = obj.get("id")
-    return rid if rid.__class__ is int or rid.__class__ is str else None
+    return rid if _is_id(rid) else None
 
 
 def _invalid(
@@ -305,6 +310,8 @@ def _classify_call(obj: JsonObject, strict: bool) -> Request | Notification | Pr
     if has_id and not _is_id(rid):
         # JSON-RPC 2.0 discourages null ids; treating one as a notification would leave a peer
         # waiting forever, so it is invalid (answered with a null id).
+        if rid.__class__ is str:
+            return _invalid("id is not valid Unicode (it holds a lone surrogate)")
         return _invalid(f"id is a {_json_type(rid)}, not a string or an integer")
     usable = rid if has_id else None
     if method.__class__ is not str or not method:
@@ -725,7 +732,8 @@ class Connection:
             try:
                 text = item.decode()
                 obj, end = _scan_once(text, 0)
-                whole = end == len(text)
+                # Escapes of lone surrogates take the careful path, which repairs them.
+                whole = end == len(text) and not ("\\u" in text and may_hold_surrogates(text))
             except (ValueError, StopIteration, RecursionError):
                 whole = False
             if not whole or obj.__class__ is not dict:
@@ -818,6 +826,19 @@ class Connection:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             detail = f"not JSON: {reason}"
         else:
+            if not self.strict and may_hold_surrogates(text):
+                # A peer's text must be storable: repair it, and say so before the message.
+                obj, changed = scrub(obj)
+                if changed:
+                    self._events.append(
+                        ProtocolIssue(
+                            "invalid-unicode",
+                            "lone surrogates (\\ud800-\\udfff escapes) replaced with U+FFFD",
+                            n,
+                            _size(raw),
+                            _preview(raw),
+                        )
+                    )
             return self._match(classify(obj, strict=self.strict), raw, n)
         return ProtocolIssue(
             "undecodable", detail, n, _size(raw), _preview(raw), error_code=PARSE_ERROR

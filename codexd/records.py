@@ -7,12 +7,14 @@ API client reads is exactly what the store holds.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar, get_origin
 
 import attrs
 import cattrs
+from cattrs.cols import list_structure_factory, mapping_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 JsonObject = dict[str, Any]
@@ -167,6 +169,23 @@ class DaemonInfo:
 
 
 @attrs.frozen
+class StoreHealth:
+    """Whether the state store writes (``ok``) or refuses writes after failures (``degraded``)."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    #: The last write error while degraded.
+    error: str | None = None
+    #: When the store became degraded.
+    since: str | None = None
+    #: Streamed events dropped because they could not be written (since the daemon started).
+    dropped_events: int = 0
+    #: Failed commit attempts (each is retried) since the daemon started.
+    write_failures: int = 0
+    #: Appends to events.jsonl or a child log that failed after their commit.
+    log_failures: int = 0
+
+
+@attrs.frozen
 class Snapshot:
     """What ``daemon/status`` returns: who the daemon is and the state of everything it holds."""
 
@@ -178,6 +197,47 @@ class Snapshot:
     pending_approvals: int
     recent_events: list[Event]
     last_seq: int
+    store: StoreHealth = attrs.field(factory=StoreHealth)
+
+
+@attrs.frozen
+class SessionList:
+    sessions: list[Session]
+
+
+@attrs.frozen
+class RunList:
+    runs: list[Run]
+
+
+@attrs.frozen
+class ApprovalList:
+    approvals: list[Approval]
+
+
+@attrs.frozen
+class EventPage:
+    """A page of stored events and the last committed seq when it was read."""
+
+    events: list[Event]
+    last_seq: int
+
+
+@attrs.frozen
+class Subscribed:
+    subscription_id: str
+    #: The last committed seq when the subscription started.
+    last_seq: int
+
+
+@attrs.frozen
+class Unsubscribed:
+    unsubscribed: bool
+
+
+@attrs.frozen
+class Restarting:
+    restarting: bool = True
 
 
 _CAMEL_RE = re.compile(r"_([a-z])")
@@ -190,37 +250,98 @@ def to_camel(name: str) -> str:
 
 T = TypeVar("T")
 
-RECORD_TYPES: tuple[type, ...] = (
-    ChildState,
-    Session,
-    Run,
-    Approval,
-    Event,
-    TurnAccepted,
-    TurnResult,
-    DaemonInfo,
-    Snapshot,
-)
+
+def _strict_str(value: Any, _type: Any) -> str:
+    if value.__class__ is not str:
+        raise ValueError(f"must be a string, got {_json_kind(value)}")
+    return value
+
+
+def _strict_int(value: Any, _type: Any) -> int:
+    if value.__class__ is not int:
+        raise ValueError(f"must be an integer, got {_json_kind(value)}")
+    return value
+
+
+def _strict_float(value: Any, _type: Any) -> float:
+    if value.__class__ not in (int, float):
+        raise ValueError(f"must be a number, got {_json_kind(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return number
+
+
+def _strict_bool(value: Any, _type: Any) -> bool:
+    if value.__class__ is not bool:
+        raise ValueError(f"must be true or false, got {_json_kind(value)}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    names = {type(None): "null", bool: "a boolean", int: "an integer", float: "a number"}
+    names.update({str: "a string", list: "an array", dict: "an object"})
+    return names.get(type(value), type(value).__name__)
+
+
+def _origin(type_: Any) -> Any:
+    return get_origin(type_)
+
+
+def _checked(
+    structure: Callable[[Any, Any], Any], kind: type, name: str
+) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, type_: Any) -> Any:
+        if value.__class__ is not kind:
+            raise ValueError(f"must be {name}, got {_json_kind(value)}")
+        return structure(value, type_)
+
+    return hook
+
+
+def _camel_overrides(cls: type) -> dict[str, Any]:
+    return {
+        a.name: override(rename=to_camel(a.name))
+        for a in attrs.fields(cls)
+        if to_camel(a.name) != a.name
+    }
 
 
 def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=False)
+    """camelCase for every attrs class; strict primitives (no coercion of 5 to "5").
+
+    Classes marked ``__strict_params__ = True`` (API params) refuse unknown keys; stored
+    records accept them, so a newer codexd's records still load.
+    """
+    conv = cattrs.Converter()
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(float, _strict_float)
+    conv.register_structure_hook(bool, _strict_bool)
     # JSON-RPC ids are ints or strings; keep whichever the peer sent.
     conv.register_structure_hook(int | str, lambda value, _t: value)
-    for cls in RECORD_TYPES:
-        overrides = {
-            a.name: override(rename=to_camel(a.name))
-            for a in attrs.fields(cls)
-            if to_camel(a.name) != a.name
-        }
-        conv.register_unstructure_hook(
+    # Containers must be the JSON type they claim: a string is not a list of characters.
+    conv.register_structure_hook_factory(
+        lambda t: _origin(t) is list,
+        lambda t: _checked(list_structure_factory(t, conv), list, "an array"),
+    )
+    conv.register_structure_hook_factory(
+        lambda t: _origin(t) is dict,
+        lambda t: _checked(mapping_structure_factory(t, conv), dict, "an object"),
+    )
+    conv.register_structure_hook_factory(
+        attrs.has,
+        lambda cls: make_dict_structure_fn(
             cls,
-            make_dict_unstructure_fn(cls, conv, **overrides),  # type: ignore[arg-type]
-        )
-        conv.register_structure_hook(
-            cls,
-            make_dict_structure_fn(cls, conv, **overrides),  # type: ignore[arg-type]
-        )
+            conv,
+            _cattrs_forbid_extra_keys=getattr(cls, "__strict_params__", False),
+            **_camel_overrides(cls),
+        ),
+    )
+    conv.register_unstructure_hook_factory(
+        attrs.has,
+        lambda cls: make_dict_unstructure_fn(cls, conv, **_camel_overrides(cls)),
+    )
     return conv
 
 
@@ -231,6 +352,12 @@ converter = _make_converter()
 def to_wire(record: Any) -> Any:
     """Unstructure a record (or a list/dict of records) into camelCase JSON-ready data."""
     return converter.unstructure(record)
+
+
+def to_wire_compact(record: Any) -> dict[str, Any]:
+    """A record as camelCase JSON without its unset (``None``) top-level fields."""
+    data: dict[str, Any] = converter.unstructure(record)
+    return {key: value for key, value in data.items() if value is not None}
 
 
 def from_wire(cls: type[T], data: Mapping[str, Any]) -> T:

@@ -27,13 +27,13 @@ import trio
 
 from . import _time
 from ._binary import bundled_codex, with_codex_path
+from ._params import RunCreateParams, RunOptions, parse
 from .child import preview, register_owned, stop_process_group, unregister_owned
 from .config import Config
 from .errors import InvalidRequest, NotFound
-from .records import FINAL_RUN_STATUSES, Run, RunStatus
+from .records import FINAL_RUN_STATUSES, Run, RunStatus, to_wire
 from .store import Store, new_id
 
-SANDBOXES = ("read-only", "workspace-write", "danger-full-access")
 #: Longest exec JSONL line kept; longer ones are reported and skipped.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 STDERR_TAIL_BYTES = 8192
@@ -88,6 +88,7 @@ class RunQueue:
         self.live_processes = 0
         self.max_live_processes = 0
         self._stopping = False
+        self._recovered = False
 
     # ---- API -----------------------------------------------------------------------------
 
@@ -105,56 +106,19 @@ class RunQueue:
             and (session_id is None or r.session_id == session_id)
         ]
 
-    async def create_run(
-        self,
-        prompt: str,
-        *,
-        cwd: str | None = None,
-        sandbox: str | None = None,
-        model: str | None = None,
-        profile: str | None = None,
-        config: Sequence[str] | None = None,
-        images: Sequence[str] | None = None,
-        add_dirs: Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        skip_git_repo_check: bool = True,
-        timeout_s: float | None = None,
-        purpose: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        session_id: str | None = None,
-    ) -> Run:
+    async def create_run(self, params: RunCreateParams) -> Run:
         """Validate, store the run as ``queued`` (event ``run.queued``) and return it at once.
 
         Raises :class:`InvalidRequest` naming the field for bad input; nothing is queued then.
         """
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidRequest("prompt must be a non-empty string", field="prompt")
-        purpose = (purpose or "fallback-worker").strip()
-        if purpose not in self.config.runs.purposes:
-            allowed = ", ".join(self.config.runs.purposes)
-            raise InvalidRequest(
-                f"unknown purpose {purpose!r}; allowed: {allowed}", field="purpose"
-            )
-        if sandbox is not None and sandbox not in SANDBOXES:
-            raise InvalidRequest(
-                f"sandbox must be one of {', '.join(SANDBOXES)}, got {sandbox!r}", field="sandbox"
-            )
-        await trio.to_thread.run_sync(_check_paths, cwd, list(images or ()), list(add_dirs or ()))
-        for item in config or ():
-            if not isinstance(item, str) or "=" not in item:
-                raise InvalidRequest(f"config entries are key=value, got {item!r}", field="config")
-        if timeout_s is not None and timeout_s <= 0:
-            raise InvalidRequest("timeoutS must be > 0", field="timeoutS")
-        if metadata is not None and not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-        ):
-            raise InvalidRequest("metadata must be an object of strings", field="metadata")
-        if env is not None and not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-        ):
-            raise InvalidRequest("env must be an object of strings", field="env")
+        purpose = (params.purpose or "fallback-worker").strip()
+        options = params.options()
+        await self._check(purpose, options)
+        session_id = params.session_id
         if session_id is not None and self.store.get_session(session_id) is None:
             raise NotFound(f"unknown session {session_id!r}", field="sessionId")
+        prompt = params.prompt
+        cwd = options.cwd
         now = _time.now_iso()
         run = Run(
             run_id=new_id("run"),
@@ -165,18 +129,8 @@ class RunQueue:
             cwd=cwd,
             created_at=now,
             updated_at=now,
-            metadata=dict(metadata or {}),
-            options={
-                "sandbox": sandbox,
-                "model": model,
-                "profile": profile,
-                "config": list(config or []),
-                "images": list(images or []),
-                "addDirs": list(add_dirs or []),
-                "env": dict(env or {}),
-                "skipGitRepoCheck": skip_git_repo_check,
-                "timeoutS": timeout_s,
-            },
+            metadata=dict(params.metadata),
+            options=to_wire(options),
         )
         await self.store.record(
             "run.queued",
@@ -188,6 +142,15 @@ class RunQueue:
         )
         self._enqueue(run.run_id)
         return run
+
+    async def _check(self, purpose: str, options: RunOptions) -> None:
+        """What the params record cannot know: the configured purposes, the file system."""
+        if purpose not in self.config.runs.purposes:
+            allowed = ", ".join(self.config.runs.purposes)
+            raise InvalidRequest(
+                f"unknown purpose {purpose!r}; allowed: {allowed}", field="purpose"
+            )
+        await trio.to_thread.run_sync(_check_paths, options.cwd, options.images, options.add_dirs)
 
     async def cancel_run(self, run_id: str) -> Run:
         """Cancel: a queued run never starts; a running one is stopped. Idempotent."""
@@ -234,6 +197,18 @@ class RunQueue:
                     event_type="run.interrupted",
                 )
             elif run.status == "queued":
+                # Validated again: the run was stored by an older codexd, or the config changed.
+                try:
+                    options = parse(RunOptions, run.options)
+                    await self._check(run.purpose, options)
+                except InvalidRequest as exc:
+                    await self._finish(
+                        run,
+                        "failed",
+                        error=f"no longer valid after a restart: {exc.message}",
+                        event_type="run.invalid",
+                    )
+                    continue
                 await self.store.record(
                     "run.requeued",
                     f"Run {run.run_id} queued again after a restart.",
@@ -248,7 +223,9 @@ class RunQueue:
         On cancellation (shutdown) running runs are stopped and marked ``interrupted``;
         queued runs stay queued for the next start.
         """
-        await self.recover()
+        if not self._recovered:  # once: a restarted queue task keeps its queue
+            self._recovered = True
+            await self.recover()
         task_status.started()
         async with trio.open_nursery() as nursery:
             while True:
@@ -277,24 +254,24 @@ class RunQueue:
             if event is not None and self.get_run(run_id).status in FINAL_RUN_STATUSES:
                 event.set()
 
-    def _argv(self, run: Run, last_message: Path) -> list[str]:
-        o = run.options
+    def _argv(self, run: Run, options: RunOptions, last_message: Path) -> list[str]:
+        o = options
         argv = [*(self._codex_argv or [bundled_codex()]), "exec", "--json"]
-        if o.get("skipGitRepoCheck", True):
+        if o.skip_git_repo_check:
             argv.append("--skip-git-repo-check")
         if run.cwd:
             argv += ["-C", run.cwd]
-        if o.get("sandbox"):
-            argv += ["-s", o["sandbox"]]
-        if o.get("model"):
-            argv += ["-m", o["model"]]
-        if o.get("profile"):
-            argv += ["-p", o["profile"]]
-        for item in o.get("config") or []:
+        if o.sandbox:
+            argv += ["-s", o.sandbox]
+        if o.model:
+            argv += ["-m", o.model]
+        if o.profile:
+            argv += ["-p", o.profile]
+        for item in o.config:
             argv += ["-c", item]
-        for image in o.get("images") or []:
+        for image in o.images:
             argv += ["-i", image]
-        for directory in o.get("addDirs") or []:
+        for directory in o.add_dirs:
             argv += ["--add-dir", directory]
         argv += ["--output-last-message", str(last_message), "-"]
         return argv
@@ -303,11 +280,16 @@ class RunQueue:
         run_dir = self.store.state_dir / "runs" / run.run_id
         await trio.to_thread.run_sync(lambda: run_dir.mkdir(parents=True, exist_ok=True))
         last_message = run_dir / "last-message.txt"
+        try:
+            options = parse(RunOptions, run.options)
+        except InvalidRequest as exc:
+            await self._finish(run, "failed", error=f"invalid run options: {exc.message}")
+            return
         base_env = self._env if self._env is not None else with_codex_path(os.environ)
-        env = {**base_env, **(run.options.get("env") or {})}
+        env = {**base_env, **options.env}
         env["CODEXD_DAEMON_ID"] = self.store.daemon_id
-        argv = self._argv(run, last_message)
-        timeout_s = run.options.get("timeoutS") or self.config.runs.default_timeout_s
+        argv = self._argv(run, options, last_message)
+        timeout_s = options.timeout_s or self.config.runs.default_timeout_s
         try:
             process = await trio.lowlevel.open_process(
                 argv,
@@ -318,7 +300,7 @@ class RunQueue:
                 env=env,
                 start_new_session=True,
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL in argv or env
             await self._finish(run, "failed", error=f"could not start codex exec: {exc}")
             return
         register_owned(self.store, process.pid, "exec", argv[0])

@@ -11,50 +11,25 @@ event carrying the diagnostics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import trio
 
 from . import _time
+from ._params import SessionCreateParams, TurnStartParams, check_directory
+from ._tasks import TaskHost
 from .appserver import AppServerClient, RequestTimeout, RpcCallError
 from .child import preview
 from .config import Config
 from .errors import InvalidRequest, NotActive, NotFound, WrongMode
 from .jsonrpc import Notification
-from .records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult
-from .store import Store, new_id
+from .records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult, to_wire_compact
+from .store import Store, Update, new_id
 from .turns import ClientProvider, TurnBook, final_agent_message
 
 JsonObject = dict[str, Any]
-
-#: Thread settings accepted by ``create_session`` and re-applied on resume (wire names).
-THREAD_SETTINGS = (
-    "approvalPolicy",
-    "baseInstructions",
-    "config",
-    "cwd",
-    "developerInstructions",
-    "model",
-    "modelProvider",
-    "personality",
-    "sandbox",
-    "serviceTier",
-)
-
-#: Per-turn overrides accepted by ``start_turn`` (wire names).
-TURN_OVERRIDES = (
-    "approvalPolicy",
-    "cwd",
-    "effort",
-    "model",
-    "outputSchema",
-    "personality",
-    "sandboxPolicy",
-    "serviceTier",
-    "summary",
-    "collaborationMode",
-)
 
 
 def _text_input(value: Any) -> list[JsonObject]:
@@ -67,6 +42,15 @@ def _text_input(value: Any) -> list[JsonObject]:
     raise InvalidRequest("input must be a non-empty string or item list", field="input")
 
 
+def _patch(session_id: str, change: Callable[[Session], Session]) -> Update:
+    """A change to one session, computed in the store task from its latest committed value."""
+    return Update(Session, session_id, lambda s: change(s) if s is not None else None)
+
+
+def _with_error(error: str) -> Callable[[Session], Session]:
+    return lambda s: attrs.evolve(s, last_error=error, updated_at=_time.now_iso())
+
+
 def _event_type(method: str) -> str:
     return "app-server." + method.replace("/", ".")
 
@@ -75,19 +59,18 @@ class SessionManager:
     """Sessions (threads) and their turns; the consumer of app-server notifications."""
 
     def __init__(
-        self, store: Store, config: Config, provider: ClientProvider, nursery: trio.Nursery
+        self, store: Store, config: Config, provider: ClientProvider, tasks: TaskHost
     ) -> None:
         self.store = store
         self.config = config
         self.provider = provider
-        self._nursery = nursery
         self.thread_sessions: dict[str, str] = {
             s.thread_id: s.session_id
             for s in store.list_sessions()
             if s.status == "active" and s.thread_id
         }
         self.on_server_request_resolved: Any = None
-        self.turns = TurnBook(store, config, provider, nursery, self._sessions_of_thread)
+        self.turns = TurnBook(store, config, provider, tasks, self._sessions_of_thread)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -118,22 +101,12 @@ class SessionManager:
 
     # ---- sessions ------------------------------------------------------------------------
 
-    async def create_session(
-        self,
-        purpose: str,
-        *,
-        thread_id: str | None = None,
-        metadata: dict[str, str] | None = None,
-        settings: JsonObject | None = None,
-    ) -> Session:
-        """Start a new app-server thread (or resume ``thread_id``) and record it as a session."""
+    async def create_session(self, params: SessionCreateParams) -> Session:
+        """Start a new app-server thread (or resume ``threadId``) and record it as a session."""
         self._require_mode()
-        if not isinstance(purpose, str) or not purpose.strip():
-            raise InvalidRequest("purpose must be a non-empty string", field="purpose")
-        settings = {k: v for k, v in (settings or {}).items() if v is not None}
-        unknown = sorted(set(settings) - set(THREAD_SETTINGS))
-        if unknown:
-            raise InvalidRequest(f"unknown session setting {unknown[0]!r}", field=unknown[0])
+        await check_directory(params.cwd, "cwd")
+        settings = to_wire_compact(params.settings())
+        thread_id = params.thread_id
         client = await self.provider.client()
         if thread_id:
             result = await client.request(
@@ -147,7 +120,7 @@ class SessionManager:
         last_turn = turns[-1] if turns else {}
         session = Session(
             session_id=new_id("session"),
-            purpose=purpose.strip(),
+            purpose=params.purpose.strip(),
             thread_id=thread.get("id"),
             status="active",
             endpoint=self.provider.endpoint,
@@ -161,7 +134,7 @@ class SessionManager:
             reasoning_effort=result.get("reasoningEffort"),
             last_turn_id=last_turn.get("id"),
             last_turn_status=last_turn.get("status"),
-            metadata=dict(metadata or {}),
+            metadata=dict(params.metadata),
             settings=settings,
         )
         if session.thread_id:
@@ -183,22 +156,14 @@ class SessionManager:
 
     # ---- turns ---------------------------------------------------------------------------
 
-    async def start_turn(
-        self,
-        session_id: str,
-        input: Any,
-        *,
-        expected_turn_id: str | None = None,
-        overrides: JsonObject | None = None,
-    ) -> TurnAccepted:
-        """Start a turn, or steer the running one when ``expected_turn_id`` is given."""
+    async def start_turn(self, params: TurnStartParams) -> TurnAccepted:
+        """Start a turn, or steer the running one when ``expectedTurnId`` is given."""
         self._require_mode()
+        session_id = params.session_id
+        expected_turn_id = params.expected_turn_id
         session = self._active(session_id)
-        items = _text_input(input)
-        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-        unknown = sorted(set(overrides) - set(TURN_OVERRIDES))
-        if unknown:
-            raise InvalidRequest(f"unknown turn option {unknown[0]!r}", field=unknown[0])
+        items = _text_input(params.input)
+        overrides = to_wire_compact(params.options())
         client = await self.provider.client()
         assert session.thread_id is not None
         if expected_turn_id:
@@ -214,14 +179,20 @@ class SessionManager:
             turn_id = str((result.get("turn") or {}).get("id"))
         turn = self.turns.tracker(session_id, session.thread_id, turn_id)
         turn.last_activity = trio.current_time()
-        current = self._session(session_id)
+        changes: list[Update] = []
         if not turn.done.is_set():
-            current = attrs.evolve(
-                current,
-                current_turn_id=turn_id,
-                last_turn_id=turn_id,
-                last_turn_status=turn.status,
-                updated_at=_time.now_iso(),
+            status = turn.status
+            changes.append(
+                _patch(
+                    session_id,
+                    lambda s: attrs.evolve(
+                        s,
+                        current_turn_id=turn_id,
+                        last_turn_id=turn_id,
+                        last_turn_status=status,
+                        updated_at=_time.now_iso(),
+                    ),
+                )
             )
         await self.store.record(
             "turn.accepted",
@@ -234,9 +205,9 @@ class SessionManager:
                 "steered": bool(expected_turn_id),
             },
             session_id=session_id,
-            records=[current],
+            records=changes,
         )
-        return TurnAccepted(turn_id, current, bool(expected_turn_id))
+        return TurnAccepted(turn_id, self._session(session_id), bool(expected_turn_id))
 
     async def interrupt_turn(self, session_id: str) -> TurnResult:
         """Interrupt the session's current turn; bounded, and the turn settles either way."""
@@ -279,7 +250,9 @@ class SessionManager:
         turn_obj = params.get("turn") if isinstance(params.get("turn"), dict) else None
         if turn_obj is not None:
             turn_id = turn_obj.get("id")
-        records: list[Session] = []
+        records: list[Update] = []
+        ending: tuple[str, str | None, Any] | None = None
+        turn_error: JsonObject | None = None
         level = "info"
         message = f"App-server notification {method}."
         turn = self.turns.turns.get(turn_id) if isinstance(turn_id, str) else None
@@ -297,13 +270,17 @@ class SessionManager:
             tid = str(turn_obj.get("id"))
             if session_id is not None:
                 turn = self.turns.tracker(session_id, thread_id, tid)
+            started_status = str(turn_obj.get("status") or "inProgress")
             records = [
-                attrs.evolve(
-                    s,
-                    current_turn_id=tid,
-                    last_turn_id=tid,
-                    last_turn_status=turn_obj.get("status") or "inProgress",
-                    updated_at=_time.now_iso(),
+                _patch(
+                    s.session_id,
+                    lambda s: attrs.evolve(
+                        s,
+                        current_turn_id=tid,
+                        last_turn_id=tid,
+                        last_turn_status=started_status,
+                        updated_at=_time.now_iso(),
+                    ),
                 )
                 for s in self._sessions_of_thread(thread_id)
             ]
@@ -312,42 +289,47 @@ class SessionManager:
             tid = str(turn_obj.get("id"))
             status = str(turn_obj.get("status") or "completed")
             records = [
-                attrs.evolve(
-                    s,
-                    current_turn_id=None if s.current_turn_id == tid else s.current_turn_id,
-                    last_turn_id=tid,
-                    last_turn_status=status,
-                    updated_at=_time.now_iso(),
+                _patch(
+                    s.session_id,
+                    lambda s: attrs.evolve(
+                        s,
+                        current_turn_id=None if s.current_turn_id == tid else s.current_turn_id,
+                        last_turn_id=tid,
+                        last_turn_status=status,
+                        updated_at=_time.now_iso(),
+                    ),
                 )
                 for s in self._sessions_of_thread(thread_id)
             ]
             if turn is None and session_id is not None:
                 turn = self.turns.tracker(session_id, thread_id, tid)
             if turn is not None:
-                turn.status = status
-                turn.final_message = final_agent_message(turn_obj) or turn.result().final_message
-                turn.error = turn_obj.get("error") or turn.error
+                ending = (status, final_agent_message(turn_obj), turn_obj.get("error"))
             level = "error" if status == "failed" else "info"
             message = f"App-server turn {tid} {status}."
         elif method == "error" and isinstance(thread_id, str) and isinstance(turn_id, str):
             will_retry = bool(params.get("willRetry"))
             raw_error = params.get("error")
             error: JsonObject = raw_error if isinstance(raw_error, dict) else {}
+            failed_turn = turn_id
             records = [
-                attrs.evolve(
-                    s,
-                    current_turn_id=(s.current_turn_id or turn_id)
-                    if will_retry
-                    else (None if s.current_turn_id == turn_id else s.current_turn_id),
-                    last_turn_id=turn_id,
-                    last_turn_status="inProgress" if will_retry else "failed",
-                    last_error=str(error.get("message")) if error else s.last_error,
-                    updated_at=_time.now_iso(),
+                _patch(
+                    s.session_id,
+                    lambda s: attrs.evolve(
+                        s,
+                        current_turn_id=(s.current_turn_id or failed_turn)
+                        if will_retry
+                        else (None if s.current_turn_id == failed_turn else s.current_turn_id),
+                        last_turn_id=failed_turn,
+                        last_turn_status="inProgress" if will_retry else "failed",
+                        last_error=str(error.get("message")) if error else s.last_error,
+                        updated_at=_time.now_iso(),
+                    ),
                 )
                 for s in self._sessions_of_thread(thread_id)
             ]
-            if turn is not None and not will_retry:
-                turn.error = error
+            if not will_retry:
+                turn_error = error
             level = "warn" if will_retry else "error"
             message = f"App-server turn {turn_id} error: {preview(str(error.get('message', '')))}"
         elif method == "thread/status/changed" and isinstance(thread_id, str):
@@ -373,7 +355,14 @@ class SessionManager:
                 detail=params,
                 session_id=session_id,
             )
-        if method == "turn/completed" and turn is not None and not turn.done.is_set():
+        if turn_error is not None and turn is not None:
+            turn.error = turn_error
+        if ending is not None and turn is not None and not turn.done.is_set():
+            # Committed: now the tracker may end and wake its waiters.
+            status, final, error_obj = ending
+            turn.status = status
+            turn.final_message = final or turn.result().final_message
+            turn.error = error_obj or turn.error
             turn.done.set()
 
     # ---- settling ------------------------------------------------------------------------
@@ -427,7 +416,12 @@ class SessionManager:
                     f"Resumed session {session.session_id} (thread {session.thread_id}).",
                     detail={"sessionId": session.session_id, "threadId": session.thread_id},
                     session_id=session.session_id,
-                    records=[attrs.evolve(session, last_error=None, updated_at=_time.now_iso())],
+                    records=[
+                        _patch(
+                            session.session_id,
+                            lambda s: attrs.evolve(s, last_error=None, updated_at=_time.now_iso()),
+                        )
+                    ],
                 )
             except (RpcCallError, RequestTimeout) as exc:
                 if session.last_turn_id is None and isinstance(exc, RpcCallError):
@@ -439,9 +433,7 @@ class SessionManager:
                     level="error",
                     detail={"sessionId": session.session_id, "threadId": session.thread_id},
                     session_id=session.session_id,
-                    records=[
-                        attrs.evolve(session, last_error=str(exc), updated_at=_time.now_iso())
-                    ],
+                    records=[_patch(session.session_id, _with_error(str(exc)))],
                 )
 
     async def settle_orphaned_turns(self, client: AppServerClient, *, fresh_server: bool) -> None:
@@ -500,7 +492,12 @@ class SessionManager:
                 "reason": why,
             },
             session_id=session.session_id,
-            records=[attrs.evolve(session, thread_id=thread_id, updated_at=_time.now_iso())],
+            records=[
+                _patch(
+                    session.session_id,
+                    lambda s: attrs.evolve(s, thread_id=thread_id, updated_at=_time.now_iso()),
+                )
+            ],
         )
 
     # ---- the watchdog --------------------------------------------------------------------

@@ -1,77 +1,104 @@
-"""The state store: the one task that writes codexd's state to disk.
+"""The state store: the one task that writes codexd's state to disk, and the state it committed.
 
-Every other task hands its changes (new events, changed records, child output) to the store
-through one bounded ``trio`` memory channel. The store task (:meth:`Store.run`) takes what is
-waiting, up to a batch, assigns each event its ``seq``, and writes the batch in ONE SQLite
-transaction (in a worker thread) together with the JSONL event log and the child output logs.
-Only then are the batch's events published to subscribers and its writers acknowledged: what a
-caller saw acknowledged, or a subscriber saw, is on disk.
+Every other task hands its changes (events, record changes, child output) to the store through
+one bounded ``trio`` memory channel. The store task (:meth:`Store.run`) takes what is waiting, up
+to a batch, numbers the events, evaluates the record changes in order, and writes the batch in
+ONE SQLite transaction (in a worker thread), then appends the same event lines to
+``events.jsonl``. Only after the commit does anything change in memory: the records, the recent
+ring, the subscribers and the writers waiting for their acknowledgement. What a caller or a
+subscriber saw is on disk; what did not reach the disk was never seen.
 
-Reads never touch the disk: the store keeps every session, run and approval in memory, updated
-the moment a change is submitted, so read-modify-write sequences of different tasks compose.
+A record change is either the new record or an :class:`Update` whose function gets the latest
+value (committed, or changed earlier in the same batch): read-modify-write changes from
+different tasks compose in submission order without anyone reading a stale record.
+
+A failed commit is retried with backoff. If it keeps failing (disk full, I/O error) the store
+becomes *degraded*: the batch's writers get :class:`~codexd.errors.StoreError`, new writes are
+refused at once, streamed events are dropped and counted, and a probe retries with backoff;
+once a write succeeds again the store records ``store.recovered`` and serves normally. No
+``seq`` is skipped: numbers are given to a batch from the last committed one.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import secrets
+import sqlite3
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 import trio
 
-from . import _time
-from ._database import Database, Row, event_to_json
-from ._logfiles import RotatingFile
+from . import _statedir, _time
+from ._database import Database, ForeignDatabase, LoadProblem, Row, create_database
+from ._database import event_to_json as _event_json
+from ._jsoncheck import has_surrogate, scrub
+from ._logfiles import RotatingFile, last_logged_seq
+from ._subscriptions import EventFilter, SubscriberOverflow, Subscription
 from .errors import StoreError
-from .records import Approval, ChildState, Event, EventLevel, Run, Session, from_wire, to_wire
+from .records import (
+    Approval,
+    ChildState,
+    Event,
+    EventLevel,
+    Run,
+    Session,
+    StoreHealth,
+    from_wire,
+    to_wire,
+)
+
+__all__ = ["EventFilter", "Store", "SubscriberOverflow", "Subscription", "Update", "new_id"]
 
 #: Items taken from the channel for one transaction at most.
 MAX_BATCH = 2048
+#: Pauses between the attempts of a failing commit before the store becomes degraded.
+RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0)
+#: The probe of a degraded store backs off between these bounds.
+PROBE_MIN_S, PROBE_MAX_S = 0.5, 10.0
+#: Event-log bytes kept for a later append when events.jsonl cannot be written.
+LOG_BACKLOG_BYTES = 8 * 1024 * 1024
 
 StoredRecord = Session | Run | Approval | ChildState
-
-
-class SubscriberOverflow(Exception):
-    """A subscriber fell too far behind and was dropped; reconnect with ``since=last_seq``."""
-
-    def __init__(self, last_seq: int) -> None:
-        super().__init__(
-            f"subscriber fell behind and was dropped after seq {last_seq};"
-            f" subscribe again with since={last_seq}"
-        )
-        self.last_seq = last_seq
+_Keyed = Session | Run | Approval
 
 
 @attrs.frozen
-class EventFilter:
-    """Which events a subscriber wants: a type prefix, a session, a run (all optional)."""
+class Update:
+    """A change to one record, computed in the store task from its latest value.
 
-    type_prefix: str | None = None
-    session_id: str | None = None
-    run_id: str | None = None
+    ``change`` gets the current record (``None`` if there is none) and returns the new one, or
+    ``None`` to leave it as it is. It must be quick and must not raise.
+    """
 
-    def matches(self, event: Event) -> bool:
-        return (
-            (self.type_prefix is None or event.type.startswith(self.type_prefix))
-            and (self.session_id is None or event.session_id == self.session_id)
-            and (self.run_id is None or event.run_id == self.run_id)
-        )
+    kind: type[Session] | type[Run] | type[Approval]
+    key: str
+    change: Callable[[Any], Any]
+
+
+Change = StoredRecord | Update
+
+
+def _key_of(record: _Keyed) -> str:
+    if isinstance(record, Session):
+        return record.session_id
+    if isinstance(record, Run):
+        return record.run_id
+    return record.approval_id
 
 
 @attrs.define
 class _Item:
-    """One submission: an event to number, records to upsert, meta keys, or child output."""
+    """One submission: an event to number, record changes, meta keys, or child output."""
 
     event: tuple[EventLevel, str, str, dict[str, Any] | None, str | None, str | None] | None = None
-    records: tuple[StoredRecord, ...] = ()
+    changes: tuple[Change, ...] = ()
     meta: Mapping[str, Any] | None = None
     output: tuple[Literal["stdout", "stderr"], bytes] | None = None
     ack: trio.Event | None = None
@@ -79,92 +106,66 @@ class _Item:
     error: BaseException | None = None
 
 
-class Subscription:
-    """An async iterator over events: stored ones after ``since`` first, then live ones.
+@attrs.define
+class _Prepared:
+    """A batch ready to write: nothing in memory has changed yet."""
 
-    Created by :meth:`Store.subscribe`. Live events are buffered up to ``buffer``; a subscriber
-    that lets the buffer fill is dropped: iteration then raises :class:`SubscriberOverflow`
-    naming the last seq it got, so it can resubscribe with ``since`` and miss nothing.
-    """
+    events: list[tuple[Event, str]]
+    records: dict[tuple[type, str], _Keyed]
+    child: ChildState | None
+    meta: dict[str, Any]
+    outputs: list[tuple[str, bytes]]
+    reopen: bool
 
-    def __init__(
-        self, store: Store, since: int | None, event_filter: EventFilter, buffer: int
-    ) -> None:
-        self._store = store
-        self.filter = event_filter
-        self._send, self._recv = trio.open_memory_channel[Event](buffer)
-        # Everything up to here is on disk; everything after arrives live. No gap, no duplicate.
-        self._replay_upto = store.last_seq
-        self._cursor = since if since is not None else store.last_seq
-        self.last_seq = self._cursor
-        self.overflowed = False
-        self.closed = False
 
-    def _offer(self, event: Event) -> None:
-        if self.closed or not self.filter.matches(event):
-            return
-        try:
-            self._send.send_nowait(event)
-        except trio.WouldBlock:
-            self.overflowed = True
-            self._close_live()
+def _storable(event: Event, line: str) -> tuple[Event, str]:
+    """The event and its JSON line, with text that UTF-8 cannot encode replaced and flagged."""
+    if line.isascii() or not has_surrogate(line):
+        return event, line
+    detail, _ = scrub(event.detail)
+    fixed = attrs.evolve(
+        event,
+        message=scrub(event.message)[0],
+        type=scrub(event.type)[0],
+        detail={**(detail or {}), "invalidUnicodeReplaced": True},
+        session_id=scrub(event.session_id)[0],
+        run_id=scrub(event.run_id)[0],
+    )
+    return fixed, _event_json(fixed)
 
-    def _close_live(self) -> None:
-        self._store._subscribers.discard(self)
-        self._send.close()
 
-    def close(self) -> None:
-        """Stop receiving; iteration ends after what is already buffered."""
-        self.closed = True
-        self._close_live()
+def _row_of(record: _Keyed) -> Row:
+    data = _dumps(to_wire(record))
+    if has_surrogate(data):
+        data = _dumps(scrub(to_wire(record))[0])
+    if isinstance(record, Session):
+        return Row("sessions", record.session_id, record.status, record.thread_id, data)
+    if isinstance(record, Run):
+        return Row("runs", record.run_id, record.status, record.created_at, data)
+    return Row("approvals", record.approval_id, record.status, None, data)
 
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[Event]:
-        while self._cursor < self._replay_upto:
-            page = await self._store.query_events(
-                after=self._cursor,
-                up_to=self._replay_upto,
-                event_filter=self.filter,
-                limit=1000,
-            )
-            if not page:
-                break
-            for event in page:
-                self._cursor = event.seq
-                self.last_seq = event.seq
-                yield event
-        while True:
-            try:
-                event = await self._recv.receive()
-            except trio.EndOfChannel:
-                break
-            self.last_seq = event.seq
-            yield event
-            # Hand over what is already buffered without a scheduler pass per event.
-            while True:
-                try:
-                    event = self._recv.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                self.last_seq = event.seq
-                yield event
-        if self.overflowed:
-            raise SubscriberOverflow(self.last_seq)
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _log(message: str) -> None:
+    print(f"codexd: {message}", file=sys.stderr, flush=True)
 
 
 class Store:
-    """codexd's state: in-memory views plus the persistence task that writes them to disk.
+    """codexd's committed state plus the persistence task that writes changes to disk.
 
     Open it with :meth:`open`, run :meth:`run` in a nursery, and call :meth:`close_input` then
-    wait for :meth:`run` to return to flush everything on shutdown.
+    wait for :meth:`run` to return to flush everything on shutdown. Reads are memory only and
+    show committed state.
     """
 
     def __init__(
         self,
         state_dir: Path,
         db: Database,
+        lock: _statedir.StateDirLock,
         *,
         recent_limit: int,
         log_max_bytes: int,
@@ -173,21 +174,26 @@ class Store:
     ) -> None:
         self.state_dir = state_dir
         self._db = db
+        self._lock = lock
         loaded = db.load(recent_limit)
+        #: Rows and keys that could not be read at open (quarantined); the daemon reports them.
+        self.load_problems: list[LoadProblem] = loaded.problems
         meta = dict(loaded.meta)
-        self.daemon_id: str = meta.get("daemon_id") or f"codexd-{secrets.token_hex(6)}"
+        self.daemon_id: str = str(meta.get("daemon_id") or f"codexd-{secrets.token_hex(6)}")
         self._pending_meta: dict[str, Any] = {}
-        if "daemon_id" not in meta:
-            self._pending_meta["daemon_id"] = self.daemon_id
         self.meta = meta
-        self.child_state: ChildState = (
-            from_wire(ChildState, meta["child"]) if "child" in meta else ChildState()
-        )
+        self.child_state: ChildState = ChildState()
+        if "child" in meta:
+            try:
+                self.child_state = from_wire(ChildState, meta["child"])
+            except Exception as exc:  # a bad meta value must not prevent a start
+                self.load_problems.append(LoadProblem("meta", "child", repr(exc)))
+        owned = meta.get("owned_processes")
+        self._owned: dict[str, Any] = dict(owned) if isinstance(owned, dict) else {}
         self.sessions: dict[str, Session] = {s.session_id: s for s in loaded.sessions}
         self.runs: dict[str, Run] = {r.run_id: r for r in loaded.runs}
         self.approvals: dict[str, Approval] = {a.approval_id: a for a in loaded.approvals}
         self.last_seq = loaded.last_seq
-        self._next_seq = loaded.last_seq + 1
         self.recent_events: deque[Event] = deque(loaded.recent_events, maxlen=recent_limit)
         self._event_log = RotatingFile(
             state_dir / "events.jsonl", max_bytes=log_max_bytes, backups=log_backups
@@ -200,11 +206,17 @@ class Store:
                 state_dir / "child-stderr.log", max_bytes=log_max_bytes, backups=log_backups
             ),
         }
+        self._log_backlog = b""
         self._send, self._recv = trio.open_memory_channel[_Item](channel_size)
         self._subscribers: set[Subscription] = set()
         self._input_closed = False
         self._reopen_requested = False
+        self._in_flight: list[_Item] = []
+        self.fault: StoreHealth | None = None
+        self._degraded_at = 0.0
         self.write_failures = 0
+        self.dropped_events = 0
+        self.log_failures = 0
         self.finished = trio.Event()
 
     @classmethod
@@ -216,25 +228,51 @@ class Store:
         log_max_bytes: int = 10 * 1024 * 1024,
         log_backups: int = 3,
     ) -> Store:
-        """Open (creating if needed) the state directory and its database."""
+        """Claim the state directory (one daemon per dir) and open or create its database.
 
-        def _open() -> Database:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(state_dir, 0o700)
-            return Database(state_dir / "state.sqlite3")
+        Raises :class:`~codexd.errors.StateDirInUse` when another daemon holds it, and
+        :class:`~codexd.errors.StoreError` naming the problem when the directory or its
+        ``state.sqlite3`` cannot be used (not a directory, not writable, empty or foreign).
+        """
 
-        db = await trio.to_thread.run_sync(_open)
-        return await trio.to_thread.run_sync(
-            lambda: cls(
-                state_dir,
-                db,
-                recent_limit=recent_limit,
-                log_max_bytes=log_max_bytes,
-                log_backups=log_backups,
-            )
-        )
+        def _open() -> Store:
+            lock = _statedir.claim(state_dir)
+            try:
+                path = state_dir / "state.sqlite3"
+                if not path.exists():
+                    start = last_logged_seq(state_dir / "events.jsonl")
+                    create_database(
+                        path,
+                        {
+                            "daemon_id": f"codexd-{secrets.token_hex(6)}",
+                            "created_at": _time.now_iso(),
+                            "last_seq": start,
+                        },
+                    )
+                db = Database(path)
+                return cls(
+                    state_dir,
+                    db,
+                    lock,
+                    recent_limit=recent_limit,
+                    log_max_bytes=log_max_bytes,
+                    log_backups=log_backups,
+                )
+            except ForeignDatabase as exc:
+                lock.release()
+                raise StoreError(f"refusing to use the state store: {exc}") from None
+            except OSError as exc:
+                lock.release()
+                raise StoreError(
+                    f"cannot open the state store in {state_dir}: {exc.strerror or exc}"
+                ) from None
+            except BaseException:
+                lock.release()
+                raise
 
-    # ---- reads (memory only) -------------------------------------------------------------
+        return await trio.to_thread.run_sync(_open)
+
+    # ---- reads (memory only, committed state) ----------------------------------------------
 
     def get_session(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
@@ -254,6 +292,16 @@ class Store:
     def list_approvals(self) -> list[Approval]:
         return list(self.approvals.values())
 
+    def health(self) -> StoreHealth:
+        """``ok`` or ``degraded`` (with the error and since when), and the loss counters."""
+        base = self.fault or StoreHealth()
+        return attrs.evolve(
+            base,
+            dropped_events=self.dropped_events,
+            write_failures=self.write_failures,
+            log_failures=self.log_failures,
+        )
+
     async def query_events(
         self,
         *,
@@ -261,53 +309,88 @@ class Store:
         up_to: int | None = None,
         event_filter: EventFilter | None = None,
         limit: int = 1000,
+        max_bytes: int | None = None,
     ) -> list[Event]:
-        """Stored events with ``after < seq <= up_to`` that match the filter, oldest first."""
+        """Stored events with ``after < seq <= up_to`` that match the filter, oldest first.
+
+        ``max_bytes`` ends the page early once its JSON is that large (one event at least).
+        """
         f = event_filter or EventFilter()
-        return await trio.to_thread.run_sync(
-            lambda: self._db.query_events(
-                after=after,
-                up_to=up_to,
-                type_prefix=f.type_prefix,
-                session_id=f.session_id,
-                run_id=f.run_id,
-                limit=limit,
+        try:
+            return await trio.to_thread.run_sync(
+                lambda: self._db.query_events(
+                    after=after,
+                    up_to=up_to,
+                    type_prefix=f.type_prefix,
+                    session_id=f.session_id,
+                    run_id=f.run_id,
+                    limit=limit,
+                    max_bytes=max_bytes,
+                )
             )
-        )
+        except (ForeignDatabase, sqlite3.Error) as exc:
+            raise StoreError(f"cannot read events: {exc}") from None
+
+    # ---- owned processes (for the successor to reap if this daemon is killed) ----------------
+
+    def owned_processes(self) -> dict[str, Any]:
+        """pid -> what a previous or this daemon recorded about a child it owns."""
+        return dict(self._owned)
+
+    def register_owned(self, pid: int, info: Mapping[str, Any]) -> None:
+        """Record a child this daemon owns; persisted with the next batch."""
+        self._owned[str(pid)] = dict(info)
+        self._pending_meta["owned_processes"] = dict(self._owned)
+
+    def unregister_owned(self, *pids: int | str) -> None:
+        """Forget children that have been waited for (or reaped)."""
+        if any(self._owned.pop(str(pid), None) is not None for pid in pids):
+            self._pending_meta["owned_processes"] = dict(self._owned)
 
     # ---- writes ----------------------------------------------------------------------------
 
-    def _apply(self, records: Iterable[StoredRecord]) -> None:
-        for record in records:
-            if isinstance(record, Session):
-                self.sessions[record.session_id] = record
-            elif isinstance(record, Run):
-                self.runs[record.run_id] = record
-            elif isinstance(record, Approval):
-                self.approvals[record.approval_id] = record
-            else:
-                self.child_state = record
+    def _refusal(self) -> str:
+        if self.fault is not None:
+            return (
+                f"the state store is degraded and refuses writes: {self.fault.error}"
+                " (see daemon/status; it recovers by itself once the disk is writable)"
+            )
+        return "the state store is closed; codexd is shutting down"
 
     async def _submit(self, item: _Item) -> None:
-        if self._input_closed:
-            raise StoreError("the store is closed; codexd is shutting down")
-        self._apply(item.records)
+        if self._input_closed or self.fault is not None:
+            if item.ack is not None:
+                raise StoreError(self._refusal())
+            self.dropped_events += item.event is not None
+            return
         try:
-            # The fast path: no checkpoint, no cancel scope (this runs once per event).
+            # The fast path: no checkpoint (this runs once per streamed event).
             self._send.send_nowait(item)
         except trio.WouldBlock:
-            # The channel is full: wait (back-pressure). Shielded: once applied in memory, the
-            # change must reach the channel too. Order is kept: while senders are parked the
-            # buffer stays full, so a later send_nowait queues behind them.
-            with trio.CancelScope(shield=True):
+            # The channel is full: wait (back-pressure). Order is kept: while senders are
+            # parked the buffer stays full, so a later send_nowait queues behind them.
+            try:
                 await self._send.send(item)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._refuse_late(item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._refuse_late(item)
+
+    def _refuse_late(self, item: _Item) -> None:
+        if item.ack is None:
+            self.dropped_events += item.event is not None
+            return
+        raise StoreError(self._refusal())
 
     async def _submit_and_wait(self, item: _Item) -> None:
         item.ack = trio.Event()
         await self._submit(item)
         await item.ack.wait()
         if item.error is not None:
-            raise StoreError(f"could not persist state: {item.error}") from item.error
+            error = item.error
+            if isinstance(error, StoreError):
+                raise StoreError(error.message) from None
+            raise StoreError(f"could not persist state: {error}") from error
 
     async def record(
         self,
@@ -318,15 +401,16 @@ class Store:
         detail: dict[str, Any] | None = None,
         session_id: str | None = None,
         run_id: str | None = None,
-        records: Sequence[StoredRecord] = (),
+        records: Sequence[Change] = (),
     ) -> Event:
-        """Persist an event (and records changed with it, in the same transaction); wait for it.
+        """Persist an event and record changes in ONE transaction; wait until they are on disk.
 
-        Returns the stored :class:`Event` with its ``seq``. Raises :class:`StoreError` if the
-        batch could not be written. Cancelling the caller does not cancel the write.
+        Returns the stored :class:`Event` with its ``seq``. Raises
+        :class:`~codexd.errors.StoreError` if they could not be written (then nothing of them
+        is visible anywhere). Cancelling the caller does not cancel the write.
         """
         item = _Item(
-            event=(level, type, message, detail, session_id, run_id), records=tuple(records)
+            event=(level, type, message, detail, session_id, run_id), changes=tuple(records)
         )
         await self._submit_and_wait(item)
         assert item.result is not None
@@ -341,28 +425,28 @@ class Store:
         detail: dict[str, Any] | None = None,
         session_id: str | None = None,
         run_id: str | None = None,
-        records: Sequence[StoredRecord] = (),
+        records: Sequence[Change] = (),
     ) -> None:
-        """Queue an event without waiting for the disk (high-volume streams: deltas, output).
+        """Queue an event (and record changes) without waiting for the disk.
 
-        Still ordered with every other change, and still back-pressured: when the channel is
-        full the caller waits, so a fast producer cannot grow memory without bound.
+        For high-volume streams (deltas, output). Still ordered with every other change, and
+        back-pressured: when the channel is full the caller waits. Never raises: while the
+        store is degraded or closed the event is dropped and counted (``daemon/status``).
         """
         await self._submit(
-            _Item(event=(level, type, message, detail, session_id, run_id), records=tuple(records))
+            _Item(event=(level, type, message, detail, session_id, run_id), changes=tuple(records))
         )
 
-    async def save(self, *records: StoredRecord, meta: Mapping[str, Any] | None = None) -> None:
-        """Persist changed records (and meta keys) without an event; wait for the disk."""
-        await self._submit_and_wait(_Item(records=records, meta=meta))
+    async def save(self, *records: Change, meta: Mapping[str, Any] | None = None) -> None:
+        """Persist record changes (and meta keys) without an event; wait for the disk."""
+        await self._submit_and_wait(_Item(changes=records, meta=meta))
 
     async def append_output(self, stream: Literal["stdout", "stderr"], data: bytes) -> None:
         """Append raw child output to ``child-<stream>.log`` (ordered with events)."""
         await self._submit(_Item(output=(stream, data)))
 
     def set_meta_soon(self, key: str, value: Any) -> None:
-        """Stage a meta key for the next batch (used for small bookkeeping, e.g. daemon info)."""
-        self.meta[key] = value
+        """Stage a meta key for the next batch (small bookkeeping, e.g. the daemon's info)."""
         self._pending_meta[key] = value
 
     def request_reopen(self) -> None:
@@ -377,8 +461,18 @@ class Store:
         buffer: int = 10_000,
     ) -> Subscription:
         """Events after ``since`` (stored first, then live), or only live ones if ``None``."""
-        sub = Subscription(self, since, event_filter or EventFilter(), buffer)
-        self._subscribers.add(sub)
+        sub = Subscription(
+            self.query_events,
+            self.last_seq,
+            since,
+            event_filter or EventFilter(),
+            buffer,
+            on_close=self._subscribers.discard,
+        )
+        if self.finished.is_set():
+            sub.close()
+        else:
+            self._subscribers.add(sub)
         return sub
 
     async def close_input(self) -> None:
@@ -390,12 +484,21 @@ class Store:
     # ---- the persistence task ------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Drain the channel into SQLite and the log files until :meth:`close_input`."""
+        """Drain the channel into SQLite and the log files until :meth:`close_input`.
+
+        If this task ends for any reason (cancellation included), every writer still waiting
+        is answered with :class:`~codexd.errors.StoreError` and later writes are refused at
+        once: nothing ever waits for a store that is gone.
+        """
         task_status.started()
         try:
             if self._pending_meta:
                 await self._commit([])
             while True:
+                if self.fault is not None:
+                    if not await self._wait_for_recovery():
+                        break
+                    continue
                 try:
                     first = await self._recv.receive()
                 except trio.EndOfChannel:
@@ -408,6 +511,13 @@ class Store:
                         break
                 await self._commit(batch)
         finally:
+            self._input_closed = True
+            stopped = StoreError("the state store stopped before this change was written")
+            for item in self._in_flight:
+                self._fail(item, stopped)
+            self._in_flight = []
+            self._fail_queued(stopped)
+            self._recv.close()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._close_files)
             for sub in list(self._subscribers):
@@ -419,85 +529,201 @@ class Store:
         for log in self._output_logs.values():
             log.close()
         self._db.close()
+        self._lock.release()
 
-    async def _commit(self, batch: list[_Item]) -> None:
+    def _fail(self, item: _Item, error: BaseException) -> None:
+        if item.ack is None:
+            self.dropped_events += item.event is not None
+            return
+        if not item.ack.is_set():
+            item.error = error
+            item.ack.set()
+
+    def _fail_queued(self, error: BaseException) -> None:
+        while True:
+            try:
+                item = self._recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            self._fail(item, error)
+
+    def _prepare(self, batch: Iterable[_Item]) -> _Prepared:
+        """Number the events and evaluate the changes; memory is not touched."""
+        records: dict[tuple[type, str], _Keyed] = {}
+        child: ChildState | None = None
         events: list[tuple[Event, str]] = []
-        rows: dict[tuple[str, str], Row] = {}
         outputs: list[tuple[str, bytes]] = []
         meta = dict(self._pending_meta)
-        self._pending_meta.clear()
         ts = _time.now_iso()
+        seq = self.last_seq
+        committed: dict[type, Mapping[str, Any]] = {
+            Session: self.sessions,
+            Run: self.runs,
+            Approval: self.approvals,
+        }
         for item in batch:
-            if item.event is not None:
-                level, etype, message, detail, session_id, run_id = item.event
-                event = Event(self._next_seq, ts, level, etype, message, detail, session_id, run_id)
-                self._next_seq += 1
-                item.result = event
-                events.append((event, event_to_json(event)))
-            for record in item.records:
-                if isinstance(record, ChildState):
-                    meta["child"] = to_wire(record)
+            for change in item.changes:
+                if isinstance(change, ChildState):
+                    child = change
+                    continue
+                if isinstance(change, Update):
+                    slot = (change.kind, change.key)
+                    current = records.get(slot) or committed[change.kind].get(change.key)
+                    new = change.change(current)
+                    if new is None:
+                        continue
                 else:
-                    row = _row_of(record)
-                    rows[(row.table, row.key)] = row
+                    new = change
+                records[(type(new), _key_of(new))] = new
             if item.meta:
                 meta.update(item.meta)
             if item.output is not None:
                 outputs.append(item.output)
+            if item.event is not None:
+                seq += 1
+                level, etype, message, detail, session_id, run_id = item.event
+                event = Event(seq, ts, level, etype, message, detail, session_id, run_id)
+                event, line = _storable(event, _event_json(event))
+                item.result = event
+                events.append((event, line))
+        if child is not None:
+            meta["child"] = to_wire(child)
         if events:
             meta["last_seq"] = events[-1][0].seq
         reopen, self._reopen_requested = self._reopen_requested, False
-        try:
-            await trio.to_thread.run_sync(
-                self._write_sync, events, list(rows.values()), meta, outputs, reopen
-            )
-        except Exception as exc:  # disk full, I/O error: report, keep serving
-            self.write_failures += 1
-            # Meta keys are state too: keep them for the next batch unless superseded.
-            for key, value in meta.items():
-                self._pending_meta.setdefault(key, value)
-            print(f"codexd: state store write failed: {exc!r}", file=sys.stderr, flush=True)
-            for item in batch:
-                item.error = exc
-                if item.ack is not None:
-                    item.ack.set()
+        return _Prepared(events, records, child, meta, outputs, reopen)
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        """Write the batch, retrying with backoff; apply it to memory once it is on disk."""
+        self._in_flight = batch
+        prepared = self._prepare(batch)
+        for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
+            try:
+                # Not cancellable: a commit that happened is always applied right after.
+                await trio.to_thread.run_sync(self._write_sync, prepared)
+            except Exception as exc:  # disk full, I/O error, a locked or broken database
+                self.write_failures += 1
+                if delay is None:
+                    self._degrade(exc, batch)
+                    return
+                _log(f"state store write failed (attempt {attempt}), retrying: {exc}")
+                await trio.sleep(delay)
+                continue
+            self._apply(prepared, batch)
             return
-        if events:
-            self.last_seq = events[-1][0].seq
-        for event, _line in events:
-            self.recent_events.append(event)
+
+    def _degrade(self, exc: BaseException, batch: list[_Item]) -> None:
+        error = f"{exc}" or type(exc).__name__
+        self.fault = StoreHealth(status="degraded", error=error, since=_time.now_iso())
+        self._degraded_at = time.monotonic()
+        _log(f"state store degraded, writes refused until the disk recovers: {error}")
+        for item in batch:
+            self._fail(item, exc)
+        self._in_flight = []
+        self._fail_queued(StoreError(self._refusal()))
+
+    async def _wait_for_recovery(self) -> bool:
+        """Probe a degraded store with backoff; True once it recovered, False at shutdown."""
+        delay = PROBE_MIN_S
+        while True:
+            with trio.move_on_after(delay):
+                try:
+                    item = await self._recv.receive()
+                except trio.EndOfChannel:
+                    return False
+                self._fail(item, StoreError(self._refusal()))
+                continue
+            fault = self.fault
+            assert fault is not None
+            seconds = time.monotonic() - self._degraded_at
+            probe = _Item(
+                event=(
+                    "warn",
+                    "store.recovered",
+                    f"The state store is writable again after {seconds:.1f}s degraded"
+                    f" ({self.dropped_events} streamed events dropped meanwhile).",
+                    {
+                        "since": fault.since,
+                        "error": fault.error,
+                        "degradedS": round(seconds, 3),
+                        "droppedEvents": self.dropped_events,
+                        "writeFailures": self.write_failures,
+                    },
+                    None,
+                    None,
+                )
+            )
+            prepared = self._prepare([probe])
+            try:
+                await trio.to_thread.run_sync(self._write_sync, prepared)
+            except Exception as exc:
+                self.write_failures += 1
+                self.fault = attrs.evolve(fault, error=f"{exc}" or type(exc).__name__)
+                delay = min(delay * 2, PROBE_MAX_S)
+                continue
+            self.fault = None
+            _log("state store recovered; writes accepted again")
+            self._apply(prepared, [probe])
+            return True
+
+    def _apply(self, prepared: _Prepared, batch: list[_Item]) -> None:
+        """The batch is on disk: make it visible (records, ring, subscribers, acks)."""
+        for record in prepared.records.values():
+            if isinstance(record, Session):
+                self.sessions[record.session_id] = record
+            elif isinstance(record, Run):
+                self.runs[record.run_id] = record
+            else:
+                self.approvals[record.approval_id] = record
+        if prepared.child is not None:
+            self.child_state = prepared.child
+        for key, value in prepared.meta.items():
+            if self._pending_meta.get(key) is value:
+                del self._pending_meta[key]
+        self.meta.update(prepared.meta)
+        if prepared.events:
+            events = [event for event, _line in prepared.events]
+            self.last_seq = events[-1].seq
+            self.recent_events.extend(events)
             for sub in list(self._subscribers):
-                sub._offer(event)
+                sub.offer(events)
+        self._in_flight = []
         for item in batch:
             if item.ack is not None:
                 item.ack.set()
 
-    def _write_sync(
-        self,
-        events: list[tuple[Event, str]],
-        rows: list[Row],
-        meta: dict[str, Any],
-        outputs: list[tuple[str, bytes]],
-        reopen: bool,
-    ) -> None:
-        if reopen:
+    def _write_sync(self, prepared: _Prepared) -> None:
+        """Commit the batch (raises if the database write fails), then append the logs.
+
+        The SQLite transaction is the commit point. The logs are appended after it and a log
+        that cannot be written does not undo the commit: its lines wait in a bounded backlog.
+        """
+        self._db.write(
+            prepared.events,
+            [_row_of(r) for r in prepared.records.values()],
+            prepared.meta,
+        )
+        if prepared.reopen:
             self._event_log.reopen()
             for log in self._output_logs.values():
                 log.reopen()
-        self._db.write(events, rows, meta)
-        if events:
-            self._event_log.write("".join(line + "\n" for _e, line in events).encode())
-        for stream, data in outputs:
-            self._output_logs[stream].write(data)
-
-
-def _row_of(record: Session | Run | Approval) -> Row:
-    data = json.dumps(to_wire(record), separators=(",", ":"), ensure_ascii=False)
-    if isinstance(record, Session):
-        return Row("sessions", record.session_id, record.status, record.thread_id, data)
-    if isinstance(record, Run):
-        return Row("runs", record.run_id, record.status, record.created_at, data)
-    return Row("approvals", record.approval_id, record.status, None, data)
+        data = self._log_backlog + "".join(line + "\n" for _e, line in prepared.events).encode()
+        if data:
+            try:
+                self._event_log.write(data)
+                self._log_backlog = b""
+            except OSError as exc:
+                self.log_failures += 1
+                cut = max(0, len(data) - LOG_BACKLOG_BYTES)
+                if cut:
+                    cut = data.find(b"\n", cut) + 1
+                self._log_backlog = data[cut:]
+                _log(f"events.jsonl could not be appended (kept for later): {exc}")
+        for stream, output in prepared.outputs:
+            try:
+                self._output_logs[stream].write(output)
+            except OSError:
+                self.log_failures += 1
 
 
 def new_id(prefix: str) -> str:

@@ -22,11 +22,12 @@ import trio_websocket
 
 from . import _time
 from ._groups import unwrap_single
+from ._tasks import describe_failure
 from .approvals import ApprovalBroker
 from .appserver import AppServerClient, CloseInfo
 from .child import ChildExit, ChildSpec, ManagedChild, kill_group, preview
 from .config import Config
-from .errors import ChildSpawnError, CodexdError, Unavailable
+from .errors import ChildSpawnError, CodexdError, StoreError, Unavailable
 from .jsonrpc import Notification, ProtocolIssue, Request
 from .records import ChildState
 from .sessions import SessionManager
@@ -414,7 +415,18 @@ class AppServerSupervisor:
     # ---- routing (called by the reader; must not block on humans) ------------------------
 
     async def _on_notification(self, note: Notification) -> None:
-        await self.sessions.handle_notification(note)
+        # Contained: the reader must outlive any failure to handle one notification.
+        try:
+            await self.sessions.handle_notification(note)
+        except StoreError:
+            self.store.dropped_events += 1  # degraded: counted in daemon/status
+        except Exception as exc:
+            await self.store.emit(
+                "app-server.notification.failed",
+                f"Could not handle {note.method}: {describe_failure(exc)}",
+                level="error",
+                detail={"method": note.method, "error": describe_failure(exc)},
+            )
 
     def _on_server_request(self, client: AppServerClient, request: Request) -> None:
         self.broker.handle_request(client, request)

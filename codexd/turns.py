@@ -17,11 +17,12 @@ import attrs
 import trio
 
 from . import _time
+from ._tasks import TaskHost
 from .appserver import AppServerClient, RequestTimeout
 from .config import Config
 from .errors import CodexdError
 from .records import FINAL_TURN_STATUSES, Session, TurnResult
-from .store import Store
+from .store import Store, Update
 
 JsonObject = dict[str, Any]
 
@@ -79,13 +80,13 @@ class TurnBook:
         store: Store,
         config: Config,
         provider: ClientProvider,
-        nursery: trio.Nursery,
+        tasks: TaskHost,
         sessions_of_thread: Callable[[str], list[Session]],
     ) -> None:
         self.store = store
         self.config = config
         self.provider = provider
-        self._nursery = nursery
+        self._tasks = tasks
         self._sessions_of_thread = sessions_of_thread
         self.turns: dict[str, Turn] = {}
         #: Called with a reason when the app-server stops answering (set by the supervisor).
@@ -141,18 +142,22 @@ class TurnBook:
         """End a turn codexd had to settle itself, persist it, and wake its waiters."""
         if turn.done.is_set():
             return
-        turn.status = status
-        if final_message is not None:
-            turn.final_message = final_message
-        if error is not None:
-            turn.error = error
+        turn_id = turn.turn_id
         records = [
-            attrs.evolve(
-                s,
-                current_turn_id=None if s.current_turn_id == turn.turn_id else s.current_turn_id,
-                last_turn_id=turn.turn_id,
-                last_turn_status=status,
-                updated_at=_time.now_iso(),
+            Update(
+                Session,
+                s.session_id,
+                lambda s: (
+                    None
+                    if s is None
+                    else attrs.evolve(
+                        s,
+                        current_turn_id=None if s.current_turn_id == turn_id else s.current_turn_id,
+                        last_turn_id=turn_id,
+                        last_turn_status=status,
+                        updated_at=_time.now_iso(),
+                    )
+                ),
             )
             for s in self._sessions_of_thread(turn.thread_id)
         ]
@@ -172,6 +177,13 @@ class TurnBook:
             session_id=turn.session_id,
             records=records,
         )
+        if turn.done.is_set():
+            return  # it ended by itself while this was being written
+        turn.status = status
+        if final_message is not None:
+            turn.final_message = final_message
+        if error is not None:
+            turn.error = error
         turn.done.set()
 
     async def _watchdog(self, turn: Turn) -> None:
@@ -258,5 +270,5 @@ class TurnBook:
         if turn is None:
             turn = Turn(session_id, thread_id, turn_id, last_activity=trio.current_time())
             self.turns[turn_id] = turn
-            self._nursery.start_soon(self._watchdog, turn)
+            self._tasks.start_soon(self._watchdog, turn, name=f"watchdog of turn {turn_id}")
         return turn

@@ -99,7 +99,7 @@ async def test_errors_name_the_field(base_config: Config) -> None:
             assert info.value.code == -32602 and info.value.field == "sessionId"
             with pytest.raises(ApiError) as info:
                 await client.call("session/get", {"sessionId": 5})
-            assert info.value.code == -32602 and "must be str" in info.value.message
+            assert info.value.code == -32602 and "must be a string" in info.value.message
             with pytest.raises(ApiError) as info:
                 await client.call("session/list", {"bogus": 1})
             assert info.value.field == "bogus"

@@ -118,9 +118,8 @@ async def test_leftover_child_of_killed_daemon_is_reaped(base_config: Config) ->
     try:
         state_dir = Path(base_config.state_dir)
         store = await Store.open(state_dir)
-        store.set_meta_soon(
-            "owned_processes",
-            {str(leftover.pid): {"startTicks": process_start_ticks(leftover.pid), "kind": "exec"}},
+        store.register_owned(
+            leftover.pid, {"startTicks": process_start_ticks(leftover.pid), "kind": "exec"}
         )
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)

@@ -87,14 +87,17 @@ async def test_cancelled_mid_batch_leaves_no_partial_rows(
     assert reopened.last_seq == max(e.seq for e in reopened.recent_events)
 
 
-async def test_failed_write_raises_store_error_and_keeps_serving(
+async def test_failed_write_degrades_then_recovers_with_memory_equal_to_disk(
     state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A commit that keeps failing: writers get StoreError, nothing of it is visible, writes are
+    refused while degraded, and the store recovers by itself once the disk writes again."""
     from codexd.errors import StoreError
 
     store = await Store.open(state_dir)
     real_write = _database.Database.write
     fail = {"on": True}
+    recovered = trio.Event()
 
     def flaky(self: _database.Database, *args: object, **kwargs: object) -> None:
         if fail["on"]:
@@ -102,18 +105,45 @@ async def test_failed_write_raises_store_error_and_keeps_serving(
         real_write(self, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_database.Database, "write", flaky)
-    with trio.fail_after(10):
+    with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
+            before = await store.query_events()
             with pytest.raises(StoreError, match="disk is full"):
-                await store.record("x.fail", "will fail")
+                await store.record("x.fail", "will fail", records=[session(1)])
+            # Nothing of the failed batch is in memory, and writes are refused while degraded.
+            assert store.get_session("s1") is None
+            assert store.last_seq == len(before)
+            assert store.health().status == "degraded"
+            assert "disk is full" in (store.health().error or "")
+            with pytest.raises(StoreError, match="degraded"):
+                await store.record("x.refused", "refused at once")
+            await store.emit("x.dropped", "dropped and counted")
+            assert store.health().dropped_events >= 1
+            sub = store.subscribe()
+
+            async def watch() -> None:
+                async for event in sub:
+                    if event.type == "store.recovered":
+                        recovered.set()
+                        return
+
+            nursery.start_soon(watch)
             fail["on"] = False
-            ok = await store.record("x.ok", "works again")
+            await recovered.wait()
+            assert store.health().status == "ok"
+            ok = await store.record("x.ok", "works again", records=[session(2)])
             await store.close_input()
     assert ok.type == "x.ok"
     assert store.write_failures >= 1
-    # Nothing staged before the failure was lost: the daemon id reached the disk after all.
-    assert (await Store.open(state_dir)).daemon_id == store.daemon_id
+    reopened = await Store.open(state_dir)
+    # Memory equals disk: the failed batch is nowhere, the later one is there, no seq gap.
+    assert reopened.daemon_id == store.daemon_id
+    assert reopened.get_session("s1") is None and reopened.get_session("s2") is not None
+    seqs = [e.seq for e in await reopened.query_events(limit=10_000)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    types = [e.type for e in await reopened.query_events(limit=10_000)]
+    assert "x.fail" not in types and types[-2:] == ["store.recovered", "x.ok"]
 
 
 async def test_subscribe_replays_then_streams_without_gap(state_dir: Path) -> None:
