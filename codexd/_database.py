@@ -67,6 +67,8 @@ class LoadProblem:
     source: str
     key: str
     error: str
+    #: True if the entry was repaired and used; False if it was quarantined.
+    repaired: bool = False
 
 
 @attrs.frozen
@@ -145,21 +147,25 @@ class Database:
                 f"{path} is empty (0 bytes): it is not a codexd store; move it away to start"
                 " afresh, or restore it from a backup"
             )
+        # Look before touching: a read-only probe, so a foreign file is never modified.
         try:
-            self._writer = _connect(path)
-            tables = {n for (n,) in self._writer.execute("SELECT name FROM sqlite_master")}
-            has_identity = (
-                "meta" in tables
-                and self._writer.execute("SELECT 1 FROM meta WHERE key = 'daemon_id'").fetchone()
-            )
+            probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                tables = {n for (n,) in probe.execute("SELECT name FROM sqlite_master")}
+                has_identity = (
+                    "meta" in tables
+                    and probe.execute("SELECT 1 FROM meta WHERE key = 'daemon_id'").fetchone()
+                )
+            finally:
+                probe.close()
         except sqlite3.DatabaseError as exc:
             raise ForeignDatabase(f"{path} is not a readable SQLite database: {exc}") from None
         if not has_identity or "events" not in tables:
-            self._writer.close()
             raise ForeignDatabase(
                 f"{path} is a SQLite database but not a codexd store (no identity or events"
                 " table); point state_dir elsewhere or move the file away"
             )
+        self._writer = _connect(path)
         self._writer.executescript(_SCHEMA)  # tables added by later versions
         self._reader = _connect(path)
         self._read_lock = threading.Lock()
@@ -183,10 +189,18 @@ class Database:
             rows = cur.execute(f"SELECT {key_column}, data FROM {table} ORDER BY {order[table]}")
             for key, data in rows.fetchall():
                 try:
-                    loaded[table].append(from_wire(cls, json.loads(data)))
+                    value, repaired = _loads_finite(data)
+                    loaded[table].append(from_wire(cls, value))
                 except (ValueError, TypeError, KeyError, cattrs.BaseValidationError) as exc:
                     problems.append(self._quarantine(table, key, exc, data))
                     cur.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (key,))
+                    continue
+                if repaired:
+                    problems.append(
+                        LoadProblem(
+                            table, key, "non-finite numbers (NaN, Infinity) read as null", True
+                        )
+                    )
         (max_seq,) = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         stored_last = meta.get("last_seq", 0)
         if not isinstance(stored_last, int) or isinstance(stored_last, bool) or stored_last < 0:
@@ -313,9 +327,20 @@ class Database:
             self._reader.close()
 
 
+def _loads_finite(text: str) -> tuple[Any, bool]:
+    """JSON as written by older versions, with NaN/Infinity (not JSON) read as ``None``."""
+    repaired = False
+
+    def constant(_name: str) -> None:
+        nonlocal repaired
+        repaired = True
+
+    return json.loads(text, parse_constant=constant), repaired
+
+
 def event_to_json(event: Event) -> str:
     """An Event as one compact JSON line (the same text goes to SQLite and events.jsonl)."""
-    return json.dumps(
+    return dumps(
         {
             "seq": event.seq,
             "ts": event.ts,
@@ -325,10 +350,26 @@ def event_to_json(event: Event) -> str:
             "detail": event.detail,
             "sessionId": event.session_id,
             "runId": event.run_id,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
+        }
     )
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON that is valid JSON: a non-finite number (a bug upstream) becomes null."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def _finite(value: Any) -> Any:
+    if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def event_from_json(text: str) -> Event:

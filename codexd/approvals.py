@@ -33,12 +33,28 @@ from .store import Store, new_id
 
 DECISIONS: tuple[Decision, ...] = ("accept", "acceptForSession", "decline", "cancel")
 
+
+def _same_request(old: Request, new: Request) -> bool:
+    """Is ``new`` a replay of ``old``? Same method and id, and the same item of the same turn."""
+    keys = ("threadId", "turnId", "itemId", "callId")
+    return (
+        old.method == new.method
+        and old.id == new.id
+        and all(old.params.get(k) == new.params.get(k) for k in keys)
+    )
+
+
 _STATUS_OF: dict[str, ApprovalStatus] = {
     "accept": "accepted",
     "acceptForSession": "accepted",
     "decline": "declined",
     "cancel": "cancelled",
 }
+
+
+#: After a reconnect to a server that survived, how long a detached request may take to be
+#: replayed (the server re-sends pending requests right after ``thread/resume``).
+REPLAY_GRACE_S = 5.0
 
 
 @attrs.define
@@ -48,6 +64,10 @@ class _Pending:
     request: Request
     answered: trio.Event = attrs.field(factory=trio.Event)
     finished: trio.Event = attrs.field(factory=trio.Event)
+    #: Set while the connection is lost and the server may replay this request; an answer
+    #: waits for the replay (``rebound``) before it is sent.
+    detached: bool = False
+    rebound: trio.Event = attrs.field(factory=trio.Event)
     decision: Decision | None = None
     decided_by: str | None = None
     answers: Any = None
@@ -68,14 +88,35 @@ class ApprovalBroker:
         self.config = config
         self._tasks = tasks
         self._pending: dict[str, _Pending] = {}
-        self._by_request: dict[tuple[int, int | str], str] = {}
+        self._replayed = trio.Event()
         #: thread id -> session id, shared with (and kept by) the session manager.
         self.thread_sessions = thread_sessions
 
     def handle_request(self, client: AppServerClient, request: Request) -> None:
-        """Called by the reader for each server request; never blocks."""
+        """Called by the reader for each server request; never blocks.
+
+        A request that a surviving server replays after a reconnect is re-bound to its
+        pending record (same approval id, same deadline) instead of becoming a new one.
+        """
+        for pending in self._pending.values():
+            if pending.detached and _same_request(pending.request, request):
+                pending.client = client
+                pending.request = request
+                pending.detached = False
+                pending.rebound.set()
+                self._replayed.set()
+                self._tasks.start_soon(self._record_rebound, pending, name="approval rebound")
+                return
         self._tasks.start_soon(
             self._serve, client, request, name=f"server request {request.method}"
+        )
+
+    async def _record_rebound(self, pending: _Pending) -> None:
+        await self.store.emit(
+            "approval.rebound",
+            f"{pending.request.method} was replayed after a reconnect; it is still answerable.",
+            detail={"approvalId": pending.approval_id, "requestId": pending.request.id},
+            session_id=self.thread_sessions.get(str(pending.request.params.get("threadId"))),
         )
 
     async def _serve(self, client: AppServerClient, request: Request) -> None:
@@ -103,7 +144,6 @@ class ApprovalBroker:
         )
         pending = _Pending(approval.approval_id, client, request)
         self._pending[approval.approval_id] = pending
-        self._by_request[(id(client), request.id)] = approval.approval_id
         try:
             await self.store.record(
                 "approval.requested",
@@ -132,7 +172,6 @@ class ApprovalBroker:
             await self._answer(pending)
         finally:
             self._pending.pop(approval.approval_id, None)
-            self._by_request.pop((id(client), request.id), None)
             pending.finished.set()
 
     async def _answer(self, pending: _Pending) -> None:
@@ -157,7 +196,13 @@ class ApprovalBroker:
                 else "the app-server connection closed"
             )
         else:
+            if pending.detached:
+                # Answered while the connection is down: send it once the server replays.
+                with trio.move_on_after(REPLAY_GRACE_S * 2):
+                    await pending.rebound.wait()
             try:
+                if pending.detached:
+                    raise CodexdError("the app-server connection closed and did not come back")
                 if body.error is not None:
                     code, message = body.error
                     await pending.client.respond_error(request.id, code, message)
@@ -239,10 +284,34 @@ class ApprovalBroker:
                 pending.decided_by = "server"
                 pending.answered.set()
 
-    async def connection_closed(self) -> None:
-        """The connection died: nothing can be answered any more; close the records."""
+    async def connection_closed(self, *, server_survives: bool = False) -> None:
+        """The connection ended.
+
+        If the server died with it (a spawned child), nothing can be answered any more: the
+        records are closed. If it may have survived (an external server), its pending requests
+        are kept, detached, until :meth:`reconnected` has given it the chance to replay them.
+        """
         for pending in list(self._pending.values()):
-            if pending.decision is None:
+            if server_survives:
+                pending.detached = True
+                pending.rebound = trio.Event()
+            elif pending.decision is None:
+                pending.decision = "cancel"
+                pending.decided_by = "transport-closed"
+                pending.answered.set()
+
+    def reconnected(self) -> None:
+        """After a reconnect and ``thread/resume``: requests not replayed in time are closed."""
+        if any(p.detached for p in self._pending.values()):
+            self._tasks.start_soon(self._close_unreplayed, name="close approvals not replayed")
+
+    async def _close_unreplayed(self) -> None:
+        with trio.move_on_after(REPLAY_GRACE_S):
+            while any(p.detached for p in self._pending.values()):
+                self._replayed = trio.Event()  # replays arrive through handle_request
+                await self._replayed.wait()
+        for pending in list(self._pending.values()):
+            if pending.detached and pending.decision is None:
                 pending.decision = "cancel"
                 pending.decided_by = "transport-closed"
                 pending.answered.set()

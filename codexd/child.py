@@ -13,6 +13,7 @@ which is what happens when the daemon dies, however it dies.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -31,6 +32,9 @@ from .store import Store
 PREVIEW_CHARS = 160
 
 OnOutput = Callable[[bytes], Awaitable[None]]
+
+#: Spawn failures that may go away by themselves (resources freed): retried, never fatal.
+_TRANSIENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
 
 #: After the child exits, how long the pumps wait for more output before giving up.
 DRAIN_IDLE_S = 0.25
@@ -216,7 +220,8 @@ class ManagedChild:
                     )
                 ],
             )
-            raise ChildSpawnError(message) from exc
+            transient = exc.errno in _TRANSIENT_ERRNOS
+            raise ChildSpawnError(message, transient=transient) from exc
 
     async def run(
         self, *, task_status: trio.TaskStatus[ManagedChild] = trio.TASK_STATUS_IGNORED

@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -557,26 +558,49 @@ def events(
 
     state_dir = _state_dir(ctx)
 
+    def show(event: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(event))
+        else:
+            click.echo(
+                f"{event['seq']:>8}  {event['ts']}  {event['level']:<5}"
+                f"  {event['type']}  {event['message']}"
+            )
+
     async def go() -> None:
         async with open_client(state_dir) as client:
-            last = (await client.call("daemon/status"))["lastSeq"]
-            if since >= last and not follow:
-                return
-            async for event in client.subscribe(
-                since, type_prefix=type_prefix, session_id=session_id, run_id=run_id
-            ):
-                if event.get("dropped"):
-                    click.echo(f"codexd: dropped: {event.get('reason')}", err=True)
-                    sys.exit(EXIT_FAILED)
-                if as_json:
-                    click.echo(json.dumps(event))
-                else:
-                    click.echo(
-                        f"{event['seq']:>8}  {event['ts']}  {event['level']:<5}"
-                        f"  {event['type']}  {event['message']}"
+            if not follow:
+                # The stored events after --since, page by page, then done.
+                after = since
+                while True:
+                    page = await client.call(
+                        "events/list",
+                        {
+                            k: v
+                            for k, v in {
+                                "after": after,
+                                "type": type_prefix,
+                                "sessionId": session_id,
+                                "runId": run_id,
+                            }.items()
+                            if v is not None
+                        },
                     )
-                if not follow and event["seq"] >= last:
-                    return
+                    for event in page["events"]:
+                        show(event)
+                    if not page["events"] or page["events"][-1]["seq"] >= page["lastSeq"]:
+                        return
+                    after = page["events"][-1]["seq"]
+            async with aclosing(
+                client.subscribe(
+                    since, type_prefix=type_prefix, session_id=session_id, run_id=run_id
+                )
+            ) as stream:
+                async for event in stream:
+                    if event.get("dropped"):
+                        click.echo(f"codexd: dropped: {event.get('reason')}", err=True)
+                        sys.exit(EXIT_FAILED)
+                    show(event)
 
     try:
         trio.run(go)

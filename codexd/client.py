@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -188,7 +188,7 @@ class ApiClient:
         session_id: str | None = None,
         run_id: str | None = None,
         buffer: int = SUBSCRIPTION_BUFFER,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Events (as camelCase dicts); a ``{"dropped": True, "lastSeq": N}`` item if dropped.
 
         Leaving the loop early unsubscribes.

@@ -128,11 +128,11 @@ class Daemon:
             },
         )
         for problem in self.store.load_problems:
+            what = "repaired" if problem.repaired else "moved to the quarantine table"
             await self.store.record(
-                "store.row.invalid",
-                f"Unreadable {problem.source} entry {problem.key!r} moved to the quarantine"
-                f" table: {problem.error}",
-                level="error",
+                "store.row.repaired" if problem.repaired else "store.row.invalid",
+                f"Unreadable {problem.source} entry {problem.key!r} {what}: {problem.error}",
+                level="warn" if problem.repaired else "error",
                 detail={"source": problem.source, "key": problem.key, "error": problem.error},
             )
         await reap_leftovers(self.store, self.config.stop.grace_s)

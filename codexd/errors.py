@@ -55,9 +55,16 @@ class Unavailable(CodexdError):
 
 
 class ChildSpawnError(CodexdError):
-    """The child process could not be started (missing command, permission denied, ...)."""
+    """The child process could not be started (missing command, permission denied, ...).
+
+    ``transient`` is true when retrying may succeed (out of file descriptors or processes).
+    """
 
     code = -32008
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class StoreError(CodexdError):

@@ -64,6 +64,19 @@ def _check_paths(cwd: str | None, images: list[str], add_dirs: list[str]) -> Non
             raise InvalidRequest(f"directory {directory!r} does not exist", field="addDirs")
 
 
+def _stderr_cause(stderr_tail: str) -> str:
+    """The line of a failed exec's stderr that names the cause (its last ``Error:`` line).
+
+    Codex prints a backtrace or echoes the prompt after the cause in some failures, so the
+    last line alone is often noise (``9: <unknown>``).
+    """
+    lines = [line.strip() for line in stderr_tail.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("Error:") or line.startswith("error:"):
+            return line.split(":", 1)[1].strip()[:2000]
+    return lines[-1][:2000] if lines else ""
+
+
 class RunQueue:
     """The run-queue task and its API (create, cancel, wait, list)."""
 
@@ -176,7 +189,7 @@ class RunQueue:
             return run
         done = self._done.setdefault(run_id, trio.Event())
         with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            await done.wait()
+            await self.store.wait(done)
         return self.get_run(run_id)
 
     # ---- the queue task ------------------------------------------------------------------
@@ -250,9 +263,10 @@ class RunQueue:
         finally:
             self._running.pop(run_id, None)
             self._limit.release()
-            event = self._done.get(run_id)
-            if event is not None and self.get_run(run_id).status in FINAL_RUN_STATUSES:
-                event.set()
+            if self.get_run(run_id).status in FINAL_RUN_STATUSES:
+                event = self._done.pop(run_id, None)
+                if event is not None:
+                    event.set()
 
     def _argv(self, run: Run, options: RunOptions, last_message: Path) -> list[str]:
         o = options
@@ -458,7 +472,7 @@ class RunQueue:
             status, error = "interrupted", "codexd stopped while the run was running"
         else:
             status = "failed"
-            last_line = stderr_tail.strip().splitlines()[-1] if stderr_tail.strip() else ""
+            last_line = _stderr_cause(stderr_tail)
             error = (
                 outcome.turn_failed
                 or outcome.last_error
@@ -500,7 +514,7 @@ class RunQueue:
             session_id=run.session_id,
             records=[final],
         )
-        done = self._done.get(run.run_id)
+        done = self._done.pop(run.run_id, None)  # waiters hold the event; the table forgets it
         if done is not None:
             done.set()
 

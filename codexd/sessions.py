@@ -235,7 +235,7 @@ class SessionManager:
                 return TurnResult(session_id, turn_id, session.last_turn_status or "unknown")
             raise NotFound(f"unknown turn {turn_id!r} for session {session_id!r}", field="turnId")
         with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
-            await turn.done.wait()
+            await self.store.wait(turn.done)
         return turn.result()
 
     # ---- notifications -------------------------------------------------------------------
@@ -367,8 +367,16 @@ class SessionManager:
 
     # ---- settling ------------------------------------------------------------------------
 
-    async def connection_closed(self, diagnostics: JsonObject) -> None:
-        """The app-server connection ended: fail every turn still in flight, with diagnostics."""
+    async def connection_closed(
+        self, diagnostics: JsonObject, *, server_survives: bool = False
+    ) -> None:
+        """The app-server connection ended: fail every turn still in flight, with diagnostics.
+
+        Unless the server may have survived (an external one): then its turns go on, and they
+        are read back after the reconnect (:meth:`settle_orphaned_turns`).
+        """
+        if server_survives:
+            return
         in_flight = [t for t in self.turns.turns.values() if not t.done.is_set()]
         known = {t.turn_id for t in in_flight}
         # Turns codexd only knows from the store (e.g. started before a daemon restart).
@@ -447,7 +455,8 @@ class SessionManager:
             turn_id = session.current_turn_id
             if session.status != "active" or not turn_id or not session.thread_id:
                 continue
-            if turn_id in self.turns.turns and not self.turns.turns[turn_id].done.is_set():
+            live = self.turns.turns.get(turn_id)
+            if live is not None and not live.done.is_set() and fresh_server:
                 continue
             turn = self.turns.tracker(session.session_id, session.thread_id, turn_id)
             persisted = await self.turns.read_turn(turn, client)

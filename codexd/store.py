@@ -21,7 +21,6 @@ once a write succeeds again the store records ``store.recovered`` and serves nor
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 import sqlite3
@@ -37,6 +36,7 @@ import trio
 
 from . import _statedir, _time
 from ._database import Database, ForeignDatabase, LoadProblem, Row, create_database
+from ._database import dumps as dumps_valid_json
 from ._database import event_to_json as _event_json
 from ._jsoncheck import has_surrogate, scrub
 from ._logfiles import RotatingFile, last_logged_seq
@@ -146,7 +146,7 @@ def _row_of(record: _Keyed) -> Row:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return dumps_valid_json(value)
 
 
 def _log(message: str) -> None:
@@ -214,6 +214,7 @@ class Store:
         self._in_flight: list[_Item] = []
         self.fault: StoreHealth | None = None
         self._degraded_at = 0.0
+        self._degraded = trio.Event()
         self.write_failures = 0
         self.dropped_events = 0
         self.log_failures = 0
@@ -301,6 +302,26 @@ class Store:
             write_failures=self.write_failures,
             log_failures=self.log_failures,
         )
+
+    async def wait(self, done: trio.Event) -> None:
+        """Wait for ``done`` (set after a commit); raise StoreError if the store degrades first.
+
+        A waiter on something that must be recorded (a turn's end, a run's end) learns at once
+        that it cannot be, instead of waiting for a commit that will not come.
+        """
+        if done.is_set():
+            return
+        async with trio.open_nursery() as nursery:
+
+            async def on_degraded() -> None:
+                await self._degraded.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(on_degraded)
+            await done.wait()
+            nursery.cancel_scope.cancel()
+        if not done.is_set():
+            raise StoreError(self._refusal())
 
     async def query_events(
         self,
@@ -616,6 +637,7 @@ class Store:
         error = f"{exc}" or type(exc).__name__
         self.fault = StoreHealth(status="degraded", error=error, since=_time.now_iso())
         self._degraded_at = time.monotonic()
+        self._degraded.set()
         _log(f"state store degraded, writes refused until the disk recovers: {error}")
         for item in batch:
             self._fail(item, exc)
@@ -662,6 +684,7 @@ class Store:
                 delay = min(delay * 2, PROBE_MAX_S)
                 continue
             self.fault = None
+            self._degraded = trio.Event()
             _log("state store recovered; writes accepted again")
             self._apply(prepared, [probe])
             return True

@@ -168,7 +168,8 @@ class AppServerSupervisor:
                     attempt = 0
                     continue
                 now = trio.current_time()
-                self._restart_times.append(now)
+                if not outcome.get("transient"):
+                    self._restart_times.append(now)
                 while (
                     self._restart_times
                     and now - self._restart_times[0] > self.config.restart.window_s
@@ -287,6 +288,8 @@ class AppServerSupervisor:
                 try:
                     await nursery.start(child.run)
                 except ChildSpawnError as exc:
+                    if exc.transient:  # e.g. EMFILE: retried with backoff, not counted
+                        return {"clean": False, "transient": True, "error": str(exc)}
                     self._failed_reason = str(exc)
                     return {"clean": False, "fatal": True, "error": str(exc)}
                 self.child = child
@@ -345,8 +348,11 @@ class AppServerSupervisor:
                 level="info" if self._stopping else "warn",
                 detail=diagnostics,
             )
-            await self.sessions.connection_closed(diagnostics)
-            await self.broker.connection_closed()
+            # An external server outlives our connection: its turns go on and it replays the
+            # requests still pending once we resume the threads.
+            survives = self.spec is None and not self._stopping
+            await self.sessions.connection_closed(diagnostics, server_survives=survives)
+            await self.broker.connection_closed(server_survives=survives)
             nursery.cancel_scope.cancel()
         clean = child_exit is not None and child_exit.code == 0 and child_exit.signal is None
         return {"clean": clean and self.config.child.strategy != "external", **diagnostics}
@@ -403,6 +409,7 @@ class AppServerSupervisor:
         )
         await self.sessions.resume_sessions(client)
         await self.sessions.settle_orphaned_turns(client, fresh_server=self.spec is not None)
+        self.broker.reconnected()
 
     async def _record_connect_failed(self, exc: BaseException) -> None:
         await self.store.record(

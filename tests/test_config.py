@@ -84,3 +84,29 @@ def test_external_needs_endpoint(tmp_path: Path) -> None:
     path = write(tmp_path, "[child]\nstrategy = 'external'\nendpoint = 'ftp://x'\n")
     with pytest.raises(ConfigError, match=r"child\.endpoint: unsupported scheme"):
         load_config(path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("[stop]\ngrace_s = nan\n", "stop.grace_s", "finite"),
+        ("[turns]\nrequest_timeout_s = inf\n", "turns.request_timeout_s", "finite"),
+        ('state_dir = ""\n', "state_dir", "must not be empty"),
+        ('[api]\nlisten = "unix://relative.sock"\n', "api.listen", "absolute"),
+        ('[api]\nlisten = "ws://127.0.0.1:99999"\n', "api.listen", "invalid"),
+        ('[api]\nlisten = "ws://127.0.0.1"\n', "api.listen", "port"),
+        ('[child]\ncommand = "co\\u0000dex"\n', "child.command", "NUL"),
+    ],
+)
+def test_bad_values_name_their_key(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    path = tmp_path / "codexd.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert key in str(info.value) and problem in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_nan_from_the_environment_is_refused() -> None:
+    with pytest.raises(ConfigError, match="CODEXD_STOP__GRACE_S"):
+        load_config(environ={"CODEXD_STOP__GRACE_S": "nan"})

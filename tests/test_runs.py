@@ -237,3 +237,16 @@ async def test_garbage_stdout_is_recorded_not_fatal(tmp_path: Path) -> None:
             assert len(invalid) == 1
             assert invalid[0].detail is not None
             assert "this is not json" in invalid[0].detail["preview"]
+
+
+async def test_a_prompt_over_codex_limit_fails_naming_the_real_cause(tmp_path: Path) -> None:
+    """Codex refuses inputs over 1,048,576 characters: the run's error says so."""
+    async with open_fake_provider(Reply.text("never")) as provider:
+        env = write_codex_home(tmp_path / "codex", base_url=provider.base_url).env({})
+        with trio.fail_after(60):
+            async with open_daemon(exec_config(tmp_path)) as daemon:
+                run = await daemon.create_run("x" * 1_100_000, cwd=str(tmp_path), env=env)
+                done = await daemon.wait_run(run.run_id, timeout=50)
+        assert done.status == "failed"
+        assert done.error is not None and "maximum length" in done.error, done.error
+        assert not provider.requests

@@ -373,3 +373,24 @@ async def test_client_survives_leaving_a_busy_subscription_and_calls_time_out(
                 # caller's own timeoutS, which the client adds to its default.
                 with pytest.raises(ApiError):
                     await client.call("session/get", {"sessionId": "x"})
+
+
+async def test_events_without_follow_end_after_the_stored_ones(base_config: Config) -> None:
+    """`codexd events --type X` ends even when the last stored event does not match X."""
+    import sys
+
+    with trio.fail_after(60):
+        async with api_daemon(base_config) as daemon:
+            for n in range(3):
+                await daemon.store.record("wanted.kind", f"wanted {n}")
+            await daemon.store.record("other.kind", "the last one does not match")
+            done = await trio.run_process(
+                [sys.executable, "-m", "codexd", "--state-dir", base_config.state_dir,
+                 "events", "--type", "wanted.", "--json"],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    types = [json.loads(line)["type"] for line in done.stdout.decode().splitlines()]
+    assert types == ["wanted.kind"] * 3

@@ -40,6 +40,46 @@ FAULTS: dict[str, tuple[str, str]] = {
         "half a JSON line, then exit 9",
         "transport.closed with trailing bytes and exit code; child failed",
     ),
+    "test_a_second_serve_on_the_same_state_dir_is_refused": (
+        "a second codexd serve on the same state dir",
+        "exit 1 at once: 'state dir D is in use by pid N'; the first keeps its api.json, child",
+    ),
+    "test_a_busy_port_is_one_line_and_exit_1": (
+        "the API port is taken",
+        "one line naming the address, exit 1",
+    ),
+    "test_unix_listen_serves_and_never_removes_a_foreign_file": (
+        "api.listen = unix://PATH (then PATH is someone's file)",
+        "serves on a 0600 socket, removed at stop; a foreign file is refused and kept",
+    ),
+    "test_a_non_ascii_handshake_then_sigterm_exits_promptly": (
+        "handshake with Authorization: Bearer \\xe9",
+        "401; daemon serves; SIGTERM exits 0",
+    ),
+    "test_queued_runs_that_no_longer_validate_fail_instead_of_wedging": (
+        "queued runs with poison options (NUL, 'A=B' env key) from an older codexd",
+        "each fails 'no longer valid' at start; the daemon serves",
+    ),
+    "test_disk_full_degrades_refuses_writes_and_recovers_when_space_returns": (
+        "state dir on a full 3 MiB filesystem during streaming turns",
+        "-32009 naming the real error; degraded; store.recovered once space returns; no gap",
+    ),
+    "test_stopping_while_degraded_exits_1_within_the_bound": (
+        "SIGTERM while the store is degraded (disk full)",
+        "exits 1 within stop.grace_s + 25 s",
+    ),
+    "test_respawn_out_of_file_descriptors_is_retried_not_fatal": (
+        "EMFILE at each of 6 respawns of the app-server",
+        "retried with backoff (not counted as crashes); the child comes back",
+    ),
+    "test_reconnect_keeps_a_pending_approval_answerable": (
+        "the link to an external server drops while a turn waits for approval",
+        "reconnect + resume; the replayed request re-binds the same approval; the turn ends",
+    ),
+    "test_an_empty_or_foreign_store_is_refused_not_replaced": (
+        "a 0-byte or foreign state.sqlite3",
+        "one line naming the file, exit 1; the file is untouched",
+    ),
 }
 
 _observed: dict[str, str] = {}
