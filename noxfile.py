@@ -12,14 +12,34 @@ import sys
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "faults", "smoke"]
+nox.options.sessions = ["lint", "typecheck", "tests", "fuzz", "faults", "smoke"]
 nox.options.error_on_missing_interpreters = True
 
 
 @nox.session(python=False)
 def tests(session: nox.Session) -> None:
     """The test suite (pytest + pytest-trio), real Codex binary included."""
-    session.run(sys.executable, "-m", "pytest", "-q", "--ignore=tests/faults", *session.posargs)
+    session.run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "--ignore=tests/faults",
+        "--ignore=tests/fuzz",
+        "--cov=codexd",
+        "--cov-branch",
+        "--cov-report=term:skip-covered",
+        *session.posargs,
+    )
+
+
+@nox.session(python=False)
+def fuzz(session: nox.Session) -> None:
+    """Property-based fuzzing (hypothesis) of handshakes, frames, params, config, child output.
+
+    ``CODEXD_FUZZ_PROFILE=deep nox -s fuzz`` for a long local run; see tests/fuzz/README.md.
+    """
+    session.run(sys.executable, "-m", "pytest", "-q", "tests/fuzz", *session.posargs)
 
 
 @nox.session(python=False)

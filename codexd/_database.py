@@ -339,8 +339,12 @@ def _loads_finite(text: str) -> tuple[Any, bool]:
 
 
 def event_to_json(event: Event) -> str:
-    """An Event as one compact JSON line (the same text goes to SQLite and events.jsonl)."""
-    return dumps(
+    """An Event as one compact JSON line (the same text goes to SQLite and events.jsonl).
+
+    Raises ValueError for a value that is not JSON (a non-finite number): the store repairs
+    the event itself then, so that memory and disk hold the same thing.
+    """
+    return json.dumps(
         {
             "seq": event.seq,
             "ts": event.ts,
@@ -350,7 +354,10 @@ def event_to_json(event: Event) -> str:
             "detail": event.detail,
             "sessionId": event.session_id,
             "runId": event.run_id,
-        }
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
     )
 
 

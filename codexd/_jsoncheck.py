@@ -54,7 +54,7 @@ def check_value(value: Any, path: str = "", *, max_depth: int = MAX_DEPTH) -> No
     """Raise :class:`InvalidValue` naming the first place ``value`` is not acceptable.
 
     Refused: strings (keys included) with lone surrogates, numbers that are not finite,
-    nesting deeper than ``max_depth``, values that are not JSON types.
+    integers beyond 64 bits, nesting deeper than ``max_depth``, values that are not JSON types.
     """
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
@@ -62,8 +62,11 @@ def check_value(value: Any, path: str = "", *, max_depth: int = MAX_DEPTH) -> No
         if isinstance(item, str):
             if has_surrogate(item):
                 raise InvalidValue(where, "is not valid Unicode (it holds a lone surrogate)")
-        elif isinstance(item, bool) or item is None or isinstance(item, int):
+        elif isinstance(item, bool) or item is None:
             continue
+        elif isinstance(item, int):
+            if not -(2**63) <= item < 2**63:
+                raise InvalidValue(where, "is out of range (64-bit integers only)")
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise InvalidValue(where, f"must be a finite number, got {item!r}")
@@ -90,38 +93,59 @@ def _scrub_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
-def scrub(value: Any) -> tuple[Any, bool]:
-    """``value`` with every lone surrogate replaced by U+FFFD, and whether anything changed.
+#: Deepest nesting kept from a peer's output; deeper values are replaced by a marker.
+MAX_PEER_DEPTH = 64
+TOO_DEEP = "<nested too deeply: removed by codexd>"
+#: What in raw JSON text can decode to a value :func:`scrub` must repair.
+_NON_FINITE = re.compile(r"NaN|Infinity|[0-9][eE]\+?[0-9]{3}")
 
-    Containers are copied only where something changed; otherwise ``value`` itself is returned.
+
+def needs_scrub(raw: str | bytes) -> bool:
+    """False when decoded ``raw`` certainly needs no :func:`scrub` (cheap, C-speed checks)."""
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    return (
+        may_hold_surrogates(text)
+        or _NON_FINITE.search(text) is not None
+        or text.count("[") + text.count("{") > MAX_PEER_DEPTH
+    )
+
+
+def scrub(value: Any) -> tuple[Any, bool]:
+    """``value`` made storable, and whether anything changed (for a peer's output).
+
+    Lone surrogates become U+FFFD, numbers that are not finite become ``None``, and anything
+    nested deeper than :data:`MAX_PEER_DEPTH` is replaced by :data:`TOO_DEEP`. Containers are
+    copied only where something changed; otherwise ``value`` itself is returned.
     """
-    if isinstance(value, str):
-        if has_surrogate(value):
-            return _scrub_text(value), True
-        return value, False
-    if not isinstance(value, dict | list):
-        return value, False
     changed = False
-    # Iterative copy-on-write: (container, its copy or None) pairs, children first.
-    root: list[Any] = [value]
-    stack: list[tuple[Any, Any, Any]] = [(root, 0, value)]
-    while stack:
-        parent, slot, item = stack.pop()
+
+    def fix(item: Any, depth: int) -> Any:
+        nonlocal changed
         if isinstance(item, str):
             if has_surrogate(item):
-                parent[slot] = _scrub_text(item)
                 changed = True
-        elif isinstance(item, dict):
-            copy: dict[str, Any] = {}
-            for key, child in item.items():
-                new_key = _scrub_text(key) if has_surrogate(key) else key
-                changed = changed or new_key is not key
-                copy[new_key] = child
-                stack.append((copy, new_key, child))
-            parent[slot] = copy
-        elif isinstance(item, list):
-            items = list(item)
-            for index, child in enumerate(items):
-                stack.append((items, index, child))
-            parent[slot] = items
-    return (root[0], True) if changed else (value, False)
+                return _scrub_text(item)
+            return item
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                changed = True
+                return None
+            return item
+        if not isinstance(item, dict | list):
+            return item
+        if depth >= MAX_PEER_DEPTH:
+            changed = True
+            return TOO_DEEP
+        if isinstance(item, list):
+            return [fix(child, depth + 1) for child in item]
+        out: dict[str, Any] = {}
+        for key, child in item.items():
+            if has_surrogate(key):
+                changed = True
+                key = _scrub_text(key)
+            out[key] = fix(child, depth + 1)
+        return out
+
+    # Recursion is bounded by MAX_PEER_DEPTH (well under Python's limit).
+    fixed = fix(value, 0)
+    return (fixed, True) if changed else (value, False)

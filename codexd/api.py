@@ -294,7 +294,12 @@ class _ApiConnection:
             if isinstance(event, Request):
                 nursery.start_soon(self._handle, event)
                 return  # the slot is released when the request is answered
-            if isinstance(event, ProtocolIssue):
+            if isinstance(event, ProtocolIssue) and event.kind == "oversize":
+                # Over 4 MiB of UTF-8 (the WebSocket layer counts characters): as documented,
+                # the connection is closed with 1009, like a frame it refused itself.
+                self.outbox.close()
+                nursery.start_soon(self._close, 1009, "message too big")
+            elif isinstance(event, ProtocolIssue):
                 answer = rejection(event)
                 if answer is not None:
                     self._queue(json.dumps(answer))

@@ -238,7 +238,7 @@ def _env_value(raw: str) -> Any:
     if stripped.startswith(("[", "{")):
         try:
             return json.loads(stripped)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return raw
     return raw
 
@@ -290,6 +290,10 @@ def load_config(
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
         for key in _flatten(tree):
             sources[key] = str(path)
     for key, (value, source) in env_overrides(environ).items():

@@ -35,7 +35,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 
-from ._jsoncheck import has_surrogate, may_hold_surrogates, scrub
+from ._jsoncheck import MAX_PEER_DEPTH, has_surrogate, needs_scrub, scrub
 
 JsonObject: TypeAlias = dict[str, Any]
 #: JSON-RPC ids are strings or integers (never booleans, floats or null in a request).
@@ -733,7 +733,7 @@ class Connection:
                 text = item.decode()
                 obj, end = _scan_once(text, 0)
                 # Escapes of lone surrogates take the careful path, which repairs them.
-                whole = end == len(text) and not ("\\u" in text and may_hold_surrogates(text))
+                whole = end == len(text) and (strict or not needs_scrub(text))
             except (ValueError, StopIteration, RecursionError):
                 whole = False
             if not whole or obj.__class__ is not dict:
@@ -826,14 +826,15 @@ class Connection:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
             detail = f"not JSON: {reason}"
         else:
-            if not self.strict and may_hold_surrogates(text):
-                # A peer's text must be storable: repair it, and say so before the message.
+            if not self.strict and needs_scrub(text):
+                # A peer's output must be storable: repair it, and say so before the message.
                 obj, changed = scrub(obj)
                 if changed:
                     self._events.append(
                         ProtocolIssue(
-                            "invalid-unicode",
-                            "lone surrogates (\\ud800-\\udfff escapes) replaced with U+FFFD",
+                            "repaired",
+                            "lone surrogates (U+FFFD), non-finite numbers (null) or nesting"
+                            f" deeper than {MAX_PEER_DEPTH} levels were replaced",
                             n,
                             _size(raw),
                             _preview(raw),

@@ -27,6 +27,7 @@ import trio
 
 from . import _time
 from ._binary import bundled_codex, with_codex_path
+from ._jsoncheck import needs_scrub, scrub
 from ._params import RunCreateParams, RunOptions, parse
 from .child import preview, register_owned, stop_process_group, unregister_owned
 from .config import Config
@@ -402,9 +403,11 @@ class RunQueue:
     async def _exec_event(self, run: Run, line: bytes, outcome: _Outcome) -> None:
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             await self._garbage(run, line)
             return
+        if needs_scrub(line):
+            event, _changed = scrub(event)  # storable: no lone surrogate, NaN or deep nesting
         if not isinstance(event, dict):
             await self._garbage(run, line)
             return

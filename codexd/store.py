@@ -21,6 +21,7 @@ once a write succeeds again the store records ``store.recovered`` and serves nor
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import sqlite3
@@ -118,16 +119,23 @@ class _Prepared:
     reopen: bool
 
 
-def _storable(event: Event, line: str) -> tuple[Event, str]:
-    """The event and its JSON line, with text that UTF-8 cannot encode replaced and flagged."""
-    if line.isascii() or not has_surrogate(line):
-        return event, line
-    detail, _ = scrub(event.detail)
+def _storable(event: Event) -> tuple[Event, str]:
+    """The event and its JSON line; a value JSON or UTF-8 cannot hold is repaired and flagged.
+
+    Peers' output is repaired where it enters (the JSON-RPC core, the exec reader); this is the
+    last line of defence, so that no event can ever fail a batch or the API's encoder.
+    """
+    try:
+        line = _event_json(event)
+        if line.isascii() or not has_surrogate(line):
+            return event, line
+    except (ValueError, RecursionError):
+        pass
     fixed = attrs.evolve(
         event,
         message=scrub(event.message)[0],
         type=scrub(event.type)[0],
-        detail={**(detail or {}), "invalidUnicodeReplaced": True},
+        detail={**(scrub(event.detail)[0] or {}), "repairedByCodexd": True},
         session_id=scrub(event.session_id)[0],
         run_id=scrub(event.run_id)[0],
     )
@@ -135,18 +143,18 @@ def _storable(event: Event, line: str) -> tuple[Event, str]:
 
 
 def _row_of(record: _Keyed) -> Row:
-    data = _dumps(to_wire(record))
-    if has_surrogate(data):
-        data = _dumps(scrub(to_wire(record))[0])
+    wire = to_wire(record)
+    try:
+        data = json.dumps(wire, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        if has_surrogate(data):
+            raise ValueError("lone surrogate")
+    except (ValueError, RecursionError):
+        data = dumps_valid_json(scrub(wire)[0])
     if isinstance(record, Session):
         return Row("sessions", record.session_id, record.status, record.thread_id, data)
     if isinstance(record, Run):
         return Row("runs", record.run_id, record.status, record.created_at, data)
     return Row("approvals", record.approval_id, record.status, None, data)
-
-
-def _dumps(value: Any) -> str:
-    return dumps_valid_json(value)
 
 
 def _log(message: str) -> None:
@@ -604,7 +612,7 @@ class Store:
                 seq += 1
                 level, etype, message, detail, session_id, run_id = item.event
                 event = Event(seq, ts, level, etype, message, detail, session_id, run_id)
-                event, line = _storable(event, _event_json(event))
+                event, line = _storable(event)
                 item.result = event
                 events.append((event, line))
         if child is not None:
