@@ -21,10 +21,8 @@ from typing import Any
 
 import trio
 
-from codexd.config import ApiConfig, ChildConfig, Config, StopConfig, TurnsConfig
-from codexd.daemon import open_daemon
-from codexd.records import Session
-from codexd.store import Store
+from codexd import ApiConfig, ChildConfig, Config, Session, StopConfig, TurnsConfig, open_daemon
+from codexd._store import Store
 from codexd.testing import FakeAppServerScript, Reply, open_fake_provider, write_codex_home
 
 HERE = Path(__file__).parent

@@ -1,6 +1,6 @@
 """``python -m codexd``: the same command line as the ``codexd`` script."""
 
-from .cli import main
+from ._cli import main
 
 if __name__ == "__main__":
     main()

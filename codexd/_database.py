@@ -1,6 +1,6 @@
 """The SQLite state of record, as plain blocking calls.
 
-Only :mod:`codexd.store` uses this, and only from worker threads (``trio.to_thread``). Records are
+Only :mod:`codexd._store` uses this, and only from worker threads (``trio.to_thread``). Records are
 stored as camelCase JSON documents beside a few indexed columns, so a schema change of a record
 needs no migration. The database runs in WAL mode with ``synchronous=FULL``: a committed batch
 survives ``kill -9`` and power loss, and a crash mid-batch leaves no partial rows.
@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from .records import Approval, Event, Run, Session, from_wire
+from ._records import Approval, Event, Run, Session, from_wire
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _params as p
-from .records import (
+from ._records import (
     Approval,
     ApprovalList,
     EventPage,
@@ -33,10 +33,10 @@ from .records import (
     TurnResult,
     Unsubscribed,
 )
-from .store import EventFilter
+from ._subscriptions import EventFilter
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from ._daemon import Daemon
 
 Handler = Callable[["Daemon", Any], Awaitable[Any]]
 

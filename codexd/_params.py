@@ -4,7 +4,7 @@ Each parameter list exists once, here: the API server structures a request's ``p
 its record with the one converter (camelCase on the wire, strict types, unknown keys refused),
 the daemon's Python methods build the same records from keyword arguments, and the docs, the
 CLI and the JSON Schema read them. :func:`parse` turns any problem into
-:class:`~codexd.errors.InvalidRequest` whose ``field`` names the path (``env.PATH``,
+:class:`~codexd._errors.InvalidRequest` whose ``field`` names the path (``env.PATH``,
 ``config[2]``): every string is storable Unicode, every number finite and in range, every
 structure bounded.
 """
@@ -17,10 +17,10 @@ from typing import Any, Literal, TypeVar
 import attrs
 import trio
 
+from ._errors import InvalidRequest
 from ._jsoncheck import InvalidValue, check_value
+from ._records import converter, to_camel
 from ._structerrors import describe
-from .errors import InvalidRequest
-from .records import converter, to_camel
 
 P = TypeVar("P")
 

@@ -3,7 +3,7 @@
 :func:`claim` creates the directory if it is missing (mode 0700; a directory that already exists
 is used as it is and never chmodded: it may be shared) and takes an exclusive ``flock`` on
 ``daemon.lock`` inside it, held for the daemon's whole life. A second daemon on the same state
-dir gets :class:`~codexd.errors.StateDirInUse` naming the holder's pid, before it touches
+dir gets :class:`~codexd._errors.StateDirInUse` naming the holder's pid, before it touches
 anything. The OS drops the lock when the holder dies, even by ``kill -9``.
 
 Blocking calls: run them in a worker thread.
@@ -17,7 +17,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from .errors import StateDirInUse, StoreError
+from ._errors import StateDirInUse, StoreError
 
 LOCK_NAME = "daemon.lock"
 

@@ -14,18 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import attrs
 import trio
 
-from .records import Event
-
-
-class SubscriberOverflow(Exception):
-    """A subscriber fell too far behind and was dropped; reconnect with ``since=last_seq``."""
-
-    def __init__(self, last_seq: int) -> None:
-        super().__init__(
-            f"subscriber fell behind and was dropped after seq {last_seq};"
-            f" subscribe again with since={last_seq}"
-        )
-        self.last_seq = last_seq
+from ._errors import SubscriberOverflow
+from ._records import Event
 
 
 @attrs.frozen
@@ -51,7 +41,7 @@ REPLAY_PAGE = 1000
 class Subscription:
     """An async iterator over events: stored ones after ``since`` first, then live ones.
 
-    Created by :meth:`codexd.store.Store.subscribe`. ``offer`` is the store's side (called after
+    Created by :meth:`codexd._store.Store.subscribe`. ``offer`` is the store's side (called after
     each commit with the batch's events); :meth:`close` ends the iteration after what is
     buffered.
     """

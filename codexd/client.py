@@ -27,9 +27,19 @@ import attrs
 import trio
 import trio_websocket
 
+from ._errors import ApiError, CallTimeout, CodexdError, DaemonUnreachable
 from ._groups import unwrap_single
-from .errors import CodexdError
-from .jsonrpc import Connection, ErrorResponse, Notification, Response
+from ._jsonrpc import Connection
+from ._messages import ErrorResponse, Notification, Response
+
+__all__ = [
+    "ApiClient",
+    "ApiError",
+    "CallTimeout",
+    "DaemonUnreachable",
+    "open_client",
+    "read_api_info",
+]
 
 #: Seconds a call waits for its answer unless told otherwise.
 DEFAULT_TIMEOUT_S = 60.0
@@ -39,20 +49,6 @@ SUBSCRIPTION_BUFFER = 10_000
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
 #: Notifications kept for a subscription id whose reply has not arrived yet.
 EARLY_BUFFER = 1_000
-
-
-class ApiError(CodexdError):
-    """The daemon answered with a JSON-RPC error."""
-
-    def __init__(self, code: int, message: str, field: str | None = None) -> None:
-        super().__init__(message, field=field)
-        self.code = code
-
-
-class DaemonUnreachable(CodexdError):
-    """No daemon answers at the address in ``api.json`` (or there is no ``api.json``)."""
-
-    code = -32003
 
 
 class _Unset(enum.Enum):
@@ -175,7 +171,7 @@ class ApiClient:
             if self._waiters.pop(request_id, None) is not None:
                 self._rpc.forget(request_id)
         if not waiter.done.is_set():
-            raise ApiError(-32001, f"{method} got no answer within {timeout:g}s")
+            raise CallTimeout(f"{method} got no answer within {timeout:g}s")
         if waiter.error is not None:
             raise waiter.error
         return waiter.result

@@ -8,7 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from codexd.config import ApiConfig, ChildConfig, Config, StopConfig
+from codexd import ApiConfig, ChildConfig, Config, StopConfig
 
 
 @pytest.fixture

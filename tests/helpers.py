@@ -6,8 +6,7 @@ from typing import Any
 
 import trio
 
-from codexd.records import Event
-from codexd.store import EventFilter
+from codexd import Event, EventFilter
 
 
 async def wait_event(daemon: Any, type_prefix: str, timeout: float = 20.0) -> Event:

@@ -7,14 +7,7 @@ from typing import Any
 
 import attrs
 
-from codexd.config import (
-    ApiConfig,
-    ApprovalsConfig,
-    ChildConfig,
-    Config,
-    StopConfig,
-    TurnsConfig,
-)
+from codexd import ApiConfig, ApprovalsConfig, ChildConfig, Config, StopConfig, TurnsConfig
 from codexd.testing import CodexHome, FakeModelProvider, write_codex_home
 
 

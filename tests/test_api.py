@@ -18,9 +18,8 @@ import pytest
 import trio
 import trio_websocket
 
+from codexd import ApiConfig, Config, Daemon, open_daemon
 from codexd.client import ApiError, open_client, read_api_info
-from codexd.config import ApiConfig, Config
-from codexd.daemon import Daemon, open_daemon
 
 
 @asynccontextmanager

@@ -10,17 +10,17 @@ import pytest
 import trio
 import trio.testing
 
-from codexd.config import (
+from codexd import (
     ApiConfig,
     ApprovalsConfig,
     ChildConfig,
+    CodexdError,
     Config,
     RestartConfig,
     StopConfig,
     TurnsConfig,
+    open_daemon,
 )
-from codexd.daemon import open_daemon
-from codexd.errors import CodexdError
 from codexd.testing.fake_appserver import FakeAppServerScript, fake_records
 
 from .helpers import events_of, wait_event

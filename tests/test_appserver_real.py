@@ -9,8 +9,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from codexd.config import ApprovalsConfig, ChildConfig, TurnsConfig
-from codexd.daemon import open_daemon
+from codexd import ApprovalsConfig, ChildConfig, TurnsConfig, open_daemon
 from codexd.testing import Reply, open_fake_provider, write_codex_home
 
 from .helpers import free_port, wait_listening

@@ -9,10 +9,9 @@ from pathlib import Path
 import attrs
 import trio
 
-from codexd.child import process_start_ticks
-from codexd.config import ChildConfig, Config
-from codexd.daemon import open_daemon
-from codexd.store import Store
+from codexd import ChildConfig, Config, open_daemon
+from codexd._child import process_start_ticks
+from codexd._store import Store
 
 from .conftest import python_child
 

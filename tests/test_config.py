@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from codexd.config import load_config
-from codexd.errors import ConfigError
+from codexd import ConfigError, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:

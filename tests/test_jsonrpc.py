@@ -10,24 +10,22 @@ from typing import Any
 import attrs
 import pytest
 
-from codexd.jsonrpc import (
-    FORGOTTEN_REMEMBERED,
+from codexd import Event
+from codexd._errors import LocalProtocolError
+from codexd._framing import LineFramer
+from codexd._jsonrpc import FORGOTTEN_REMEMBERED, Connection
+from codexd._messages import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     NEED_DATA,
     PARSE_ERROR,
     SERVER_OVERLOADED,
-    Connection,
     ErrorResponse,
-    Event,
     LateResponse,
-    LineFramer,
-    LocalProtocolError,
     Notification,
     ProtocolIssue,
     Request,
     Response,
-    RpcError,
     classify,
     rejection,
 )
@@ -130,12 +128,6 @@ def test_send_error_omits_null_data() -> None:
 def test_local_misuse_raises_local_protocol_error(call: Any) -> None:
     with pytest.raises(LocalProtocolError):
         call(Connection())
-
-
-def test_rpc_error_carries_code_message_data() -> None:
-    exc = RpcError(INVALID_PARAMS, "bad params", {"field": "x"})
-    assert (exc.code, exc.message, exc.data) == (-32602, "bad params", {"field": "x"})
-    assert "bad params" in str(exc)
 
 
 # ---- request/response matching ---------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from codexd._logfiles import RotatingFile
-from codexd.store import Store
+from codexd._store import Store
 
 
 def test_rotation_keeps_backups(tmp_path: Path) -> None:

@@ -11,10 +11,9 @@ import jsonschema
 import pytest
 import trio
 
-from codexd.appserver import AppServerClient
-from codexd.config import ApprovalsConfig
-from codexd.daemon import open_daemon
-from codexd.replies import KNOWN_SERVER_REQUESTS, build_reply, fail_closed
+from codexd import ApprovalsConfig, open_daemon
+from codexd._appserver import AppServerClient
+from codexd._replies import KNOWN_SERVER_REQUESTS, build_reply, fail_closed
 from codexd.testing import Reply, codex_binary, open_fake_provider
 
 from .real import real_config, wait_event

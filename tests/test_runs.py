@@ -10,11 +10,8 @@ import attrs
 import pytest
 import trio
 
-from codexd.config import ApiConfig, Config, RunsConfig, StopConfig
-from codexd.daemon import open_daemon
-from codexd.errors import InvalidRequest
-from codexd.records import Run
-from codexd.store import Store
+from codexd import ApiConfig, Config, InvalidRequest, Run, RunsConfig, StopConfig, open_daemon
+from codexd._store import Store
 from codexd.testing import Reply, open_fake_provider, write_codex_home
 
 from .helpers import events_of

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codexd.smoke import SMOKE_EVENTS
+from codexd._smoke import SMOKE_EVENTS
 
 
 def test_embedded_smoke_cli_leaves_consistent_state(tmp_path: Path) -> None:

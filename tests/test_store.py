@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from codexd import _database
-from codexd.records import Session
-from codexd.store import EventFilter, Store, SubscriberOverflow
+from codexd import EventFilter, Session, SubscriberOverflow, _database
+from codexd._store import Store
 
 
 def session(n: int) -> Session:
@@ -92,7 +91,7 @@ async def test_failed_write_degrades_then_recovers_with_memory_equal_to_disk(
 ) -> None:
     """A commit that keeps failing: writers get StoreError, nothing of it is visible, writes are
     refused while degraded, and the store recovers by itself once the disk writes again."""
-    from codexd.errors import StoreError
+    from codexd import StoreError
 
     store = await Store.open(state_dir)
     real_write = _database.Database.write

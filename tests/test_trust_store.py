@@ -13,11 +13,8 @@ import attrs
 import pytest
 import trio
 
-from codexd.config import Config
-from codexd.daemon import open_daemon
-from codexd.errors import StateDirInUse, StoreError
-from codexd.records import Session
-from codexd.store import Store, Update
+from codexd import Config, Session, StateDirInUse, StoreError, open_daemon
+from codexd._store import Store, Update
 
 
 async def _run_store(store: Store, *records: Session) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import trio
 
+from codexd._records import FINAL_RUN_STATUSES
 from codexd.client import ApiError, DaemonUnreachable, open_client
-from codexd.records import FINAL_RUN_STATUSES
 from codexd.testing import Reply, open_fake_provider, write_codex_home
 
 KILLS = 20

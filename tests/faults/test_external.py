@@ -7,8 +7,7 @@ from pathlib import Path
 
 import trio
 
-from codexd.config import ChildConfig, RestartConfig
-from codexd.daemon import open_daemon
+from codexd import ChildConfig, RestartConfig, open_daemon
 from codexd.testing import Reply, codex_binary, open_fake_provider, write_codex_home
 
 from ..helpers import events_of, free_port, wait_event, wait_listening
@@ -135,7 +134,7 @@ async def test_reconnect_keeps_a_pending_approval_answerable(tmp_path: Path) -> 
     """The link drops while a turn waits for approval; the server survives and replays the
     request after thread/resume: the same approval is still pending and answering it lets the
     turn finish on the server."""
-    from codexd.config import ApprovalsConfig
+    from codexd import ApprovalsConfig
 
     marker = tmp_path / "work" / "approved.txt"
     marker.parent.mkdir()

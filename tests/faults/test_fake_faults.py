@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trio
 
-from codexd.daemon import open_daemon
+from codexd import open_daemon
 from codexd.testing import FakeAppServerScript
 
 from ..helpers import wait_event

@@ -12,8 +12,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from codexd.config import RestartConfig
-from codexd.daemon import open_daemon
+from codexd import RestartConfig, open_daemon
 from codexd.testing import Reply, open_fake_provider, write_codex_home
 
 from ..helpers import events_of, wait_event
@@ -110,7 +109,7 @@ async def test_daemon_kill9_leaves_no_orphaned_codex(tmp_path: Path) -> None:
 
 
 async def test_sigstopped_child_is_detected_as_wedged_and_restarted(tmp_path: Path) -> None:
-    from codexd.config import TurnsConfig
+    from codexd import TurnsConfig
 
     async with open_fake_provider(Reply.hang(), default=Reply.text("after the wedge")) as provider:
         config = real_config(

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from codexd import Run
+from codexd._store import Store
 from codexd.client import ApiError, open_client
-from codexd.records import Run
-from codexd.store import Store
 from codexd.testing import FakeAppServerScript
 
 from ..helpers import run_serve, start_serve
@@ -283,8 +283,7 @@ async def test_respawn_out_of_file_descriptors_is_retried_not_fatal(
     """EMFILE while respawning the app-server: retried with backoff, back once fds free up."""
     import errno
 
-    from codexd.config import ApiConfig, ChildConfig, Config, RestartConfig, StopConfig
-    from codexd.daemon import open_daemon
+    from codexd import ApiConfig, ChildConfig, Config, RestartConfig, StopConfig, open_daemon
 
     argv = FakeAppServerScript().command()
     config = Config(

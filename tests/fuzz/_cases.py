@@ -22,8 +22,7 @@ import attrs
 import trio
 import trio_websocket
 
-from codexd.config import Config, load_config
-from codexd.errors import ConfigError
+from codexd import Config, ConfigError, load_config
 
 from . import _render as r
 from ._api_surface import ACCEPTED_ERROR_CODES, INTERNAL_ERROR, MAX_MESSAGE_BYTES, WAITING_METHODS

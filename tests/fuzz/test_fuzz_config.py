@@ -1,6 +1,6 @@
 """(d) Random configuration values, in process (no daemon).
 
-For every key of the ``codexd.config.Config`` tree: random TOML values (strings with NUL and
+For every key of the ``codexd._config.Config`` tree: random TOML values (strings with NUL and
 non-ASCII, huge and negative integers, nan/inf, datetimes, arrays, inline tables), random
 ``CODEXD_*`` environment strings (for real keys and made-up ones, JSON fragments, deep brackets),
 sometimes a file with a line that is not UTF-8. ``load_config(path, environ=...)`` must return a

@@ -5,7 +5,7 @@ environment variables < explicit overrides (CLI flags). No file is needed at all
 addressed with dots in overrides (``restart.policy``) and with a double underscore in the
 environment (``CODEXD_RESTART__POLICY=always``; ``CODEXD_STATE_DIR`` for a top-level key).
 
-Every error is a :class:`~codexd.errors.ConfigError` whose message names the key and where its
+Every error is a :class:`~codexd._errors.ConfigError` whose message names the key and where its
 value came from (the file, or the environment variable), e.g.
 ``restart.max_restarts: expected an integer, got 'many' (from /etc/codexd.toml)``.
 """
@@ -25,9 +25,9 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
+from ._errors import ConfigError
 from ._jsoncheck import has_surrogate
 from ._structerrors import describe as describe_structure_error
-from .errors import ConfigError
 
 Mode = Literal["app-server", "exec"]
 Strategy = Literal["spawn", "external"]

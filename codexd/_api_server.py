@@ -2,7 +2,7 @@
 
 Every connection presents ``Authorization: Bearer <token>`` (``<state_dir>/api-token``, mode
 0600); a handshake with a foreign ``Origin`` is refused, so a web page cannot drive the daemon.
-Messages are parsed by the sans-IO core (:mod:`codexd.jsonrpc`), params validated by their
+Messages are parsed by the sans-IO core (:mod:`codexd._jsonrpc`), params validated by their
 records (:mod:`codexd._params`), and requests dispatched through the method table
 (:mod:`codexd._methods`), each in its own task.
 
@@ -31,23 +31,22 @@ import attrs
 import trio
 import trio_websocket
 
+from ._errors import (
+    CodexdError,
+    InvalidRequest,
+    ListenError,
+    LocalProtocolError,
+    SubscriberOverflow,
+)
+from ._jsonrpc import Connection
+from ._messages import INTERNAL_ERROR, METHOD_NOT_FOUND, ProtocolIssue, Request, rejection
 from ._methods import METHODS
 from ._params import EventsSubscribeParams, EventsUnsubscribeParams, parse
-from .errors import CodexdError, InvalidRequest, ListenError
-from .jsonrpc import (
-    INTERNAL_ERROR,
-    METHOD_NOT_FOUND,
-    Connection,
-    LocalProtocolError,
-    ProtocolIssue,
-    Request,
-    rejection,
-)
-from .records import Subscribed, Unsubscribed, to_wire
-from .store import EventFilter, SubscriberOverflow, Subscription
+from ._records import Subscribed, Unsubscribed, to_wire
+from ._subscriptions import EventFilter, Subscription
 
 if TYPE_CHECKING:
-    from .daemon import Daemon
+    from ._daemon import Daemon
 
 #: Largest API message accepted; a larger one closes the connection with 1009.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -486,7 +485,7 @@ class ApiServer:
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started(url)`` once listening.
 
-        Raises :class:`~codexd.errors.ListenError` (one line, naming the address) if the
+        Raises :class:`~codexd._errors.ListenError` (one line, naming the address) if the
         address cannot be used; nothing is listening then.
         """
         state_dir = self.daemon.config.state_path

@@ -24,9 +24,9 @@ import attrs
 import trio
 
 from . import _time
-from .errors import ChildSpawnError
-from .records import ChildState
-from .store import Store
+from ._errors import ChildSpawnError
+from ._records import ChildState
+from ._store import Store
 
 #: Bytes shown of one output chunk in a ``child.stdout``/``child.stderr`` event message.
 PREVIEW_CHARS = 160

@@ -17,12 +17,12 @@ import attrs
 import trio
 
 from . import _time
+from ._appserver import AppServerClient
+from ._config import Config
+from ._errors import AppServerTimeout, CodexdError
+from ._records import FINAL_TURN_STATUSES, Session, TurnResult
+from ._store import Store, Update
 from ._tasks import TaskHost
-from .appserver import AppServerClient, RequestTimeout
-from .config import Config
-from .errors import CodexdError
-from .records import FINAL_TURN_STATUSES, Session, TurnResult
-from .store import Store, Update
 
 JsonObject = dict[str, Any]
 
@@ -113,7 +113,7 @@ class TurnBook:
                     detail={"turnId": turn.turn_id, "reason": reason, "error": str(exc)},
                     session_id=turn.session_id,
                 )
-            if isinstance(exc, RequestTimeout) and self.on_wedged is not None:
+            if isinstance(exc, AppServerTimeout) and self.on_wedged is not None:
                 # The server does not even answer an interrupt: it is wedged (stopped, stuck).
                 # Restarting it fails this turn with diagnostics and resumes the sessions.
                 await self.on_wedged(f"turn/interrupt of {turn.turn_id} timed out")

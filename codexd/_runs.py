@@ -27,13 +27,13 @@ import trio
 
 from . import _time
 from ._binary import bundled_codex, with_codex_path
+from ._child import preview, register_owned, stop_process_group, unregister_owned
+from ._config import Config
+from ._errors import InvalidRequest, NotFound
 from ._jsoncheck import needs_scrub, scrub
 from ._params import RunCreateParams, RunOptions, parse
-from .child import preview, register_owned, stop_process_group, unregister_owned
-from .config import Config
-from .errors import InvalidRequest, NotFound
-from .records import FINAL_RUN_STATUSES, Run, RunStatus, to_wire
-from .store import Store, new_id
+from ._records import FINAL_RUN_STATUSES, Run, RunStatus, to_wire
+from ._store import Store, new_id
 
 #: Longest exec JSONL line kept; longer ones are reported and skipped.
 MAX_LINE_BYTES = 16 * 1024 * 1024

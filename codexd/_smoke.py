@@ -16,9 +16,9 @@ from typing import Literal
 import attrs
 import trio
 
-from .config import ChildConfig, Config
-from .daemon import open_daemon
-from .records import Snapshot
+from ._config import ChildConfig, Config
+from ._daemon import open_daemon
+from ._records import Snapshot
 
 SMOKE_CHILD = (
     "import sys, time\n"

@@ -21,18 +21,18 @@ import trio
 import trio_websocket
 
 from . import _time
+from ._approvals import ApprovalBroker
+from ._appserver import AppServerClient, CloseInfo
+from ._child import ChildExit, ChildSpec, ManagedChild, kill_group, preview
+from ._config import Config
+from ._errors import ChildSpawnError, CodexdError, StoreError, Unavailable
 from ._groups import unwrap_single
+from ._messages import Notification, ProtocolIssue, Request
+from ._records import ChildState
+from ._sessions import SessionManager
+from ._store import Store
 from ._tasks import describe_failure
-from .approvals import ApprovalBroker
-from .appserver import AppServerClient, CloseInfo
-from .child import ChildExit, ChildSpec, ManagedChild, kill_group, preview
-from .config import Config
-from .errors import ChildSpawnError, CodexdError, StoreError, Unavailable
-from .jsonrpc import Notification, ProtocolIssue, Request
-from .records import ChildState
-from .sessions import SessionManager
-from .store import Store
-from .transport import StdioTransport, Transport, WebSocketTransport
+from ._transport import StdioTransport, Transport, WebSocketTransport
 
 #: First starts of app-servers sharing one CODEX_HOME are serialized (concurrent starts corrupt
 #: its SQLite state: openai/codex#35555). Keyed by CODEX_HOME within this process.

@@ -1,6 +1,6 @@
 """Thin Trio transports that carry app-server JSON-RPC bytes: child stdio, WebSocket, unix socket.
 
-A transport only moves data; framing and classification live in :mod:`codexd.jsonrpc`.
+A transport only moves data; framing and classification live in :mod:`codexd._jsonrpc`.
 Stdio yields raw chunks (newline-delimited JSON, split anywhere); WebSocket yields whole text
 messages (one JSON message per frame). Both end their iteration when the peer goes away, and
 say why in :attr:`Transport.close_reason`.

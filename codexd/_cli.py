@@ -19,9 +19,9 @@ from typing import Any
 import click
 import trio
 
-from . import __version__
-from .config import Config, config_to_dict, load_config
-from .errors import CodexdError, ConfigError
+from ._config import Config, config_to_dict, load_config
+from ._errors import CodexdError, ConfigError
+from ._version import __version__
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -77,7 +77,7 @@ async def _serve(config: Config) -> int:
     A second SIGINT/SIGTERM while stopping exits at once (the app-server child exits when
     its stdin closes; exec children are reaped by the next start).
     """
-    from .daemon import Daemon, open_daemon
+    from ._daemon import Daemon, open_daemon
 
     stop = trio.Event()
     running: list[Daemon] = []
@@ -140,15 +140,15 @@ def smoke(ctx: click.Context, real: bool, as_json: bool) -> None:
         overrides = {} if state_dir else {"state_dir": tmp}
         config = _load(ctx, overrides)
         if real:
-            from .smoke import run_real_smoke
+            from ._smoke import run_real_smoke
 
             result = trio.run(run_real_smoke, config)
         else:
-            from .smoke import run_embedded_smoke
+            from ._smoke import run_embedded_smoke
 
             result = trio.run(run_embedded_smoke, config)
-        from .records import to_wire
-        from .smoke import format_checks
+        from ._records import to_wire
+        from ._smoke import format_checks
 
         if as_json:
             payload = {

@@ -16,16 +16,15 @@ from typing import Any
 import attrs
 import trio
 
-from . import __version__, _time
+from . import _time
+from ._approvals import ApprovalBroker
 from ._binary import bundled_codex, with_codex_path
+from ._child import ChildSpec, ManagedChild, reap_leftovers
+from ._config import Config
+from ._errors import ChildSpawnError, NotFound, StoreError, WrongMode
 from ._groups import unwrap_single
 from ._params import RunCreateParams, SessionCreateParams, TurnStartParams, build
-from ._tasks import TaskHost, describe_failure
-from .approvals import ApprovalBroker
-from .child import ChildSpec, ManagedChild, reap_leftovers
-from .config import Config
-from .errors import ChildSpawnError, NotFound, StoreError, WrongMode
-from .records import (
+from ._records import (
     Approval,
     ChildState,
     DaemonInfo,
@@ -36,10 +35,13 @@ from .records import (
     TurnResult,
     to_wire,
 )
-from .runs import RunQueue
-from .sessions import SessionManager
-from .store import EventFilter, Store, Subscription, Update, new_id
-from .supervisor import AppServerSupervisor
+from ._runs import RunQueue
+from ._sessions import SessionManager
+from ._store import Store, Update, new_id
+from ._subscriptions import EventFilter, Subscription
+from ._supervisor import AppServerSupervisor
+from ._tasks import TaskHost, describe_failure
+from ._version import __version__
 
 
 class Daemon:
@@ -176,7 +178,7 @@ class Daemon:
         else:
             self._runs_done.set()
         if self.config.api.enabled and not self._plain_child:
-            from .api import ApiServer
+            from ._api_server import ApiServer
 
             self.api = ApiServer(self)
             url = await self.tasks.start_service("api server", self._run_api)
@@ -318,7 +320,7 @@ class Daemon:
         """Events after ``since`` (replayed from the store), then live ones, in seq order.
 
         ``since=None`` gives live events only. A subscriber whose buffer fills is dropped with
-        :class:`~codexd.store.SubscriberOverflow`; it resubscribes with ``since``.
+        :class:`~codexd._store.SubscriberOverflow`; it resubscribes with ``since``.
         """
         return self.store.subscribe(
             since,

@@ -1,7 +1,7 @@
 """The app-server client: requests with timeouts, a reader that only routes, and the handshake.
 
-:class:`AppServerClient` drives a sans-IO :class:`codexd.jsonrpc.Connection` over a
-:class:`codexd.transport.Transport`. Its reader task (:meth:`AppServerClient.run`) never waits on
+:class:`AppServerClient` drives a sans-IO :class:`codexd._jsonrpc.Connection` over a
+:class:`codexd._transport.Transport`. Its reader task (:meth:`AppServerClient.run`) never waits on
 a human or a slow handler: responses wake their waiting requests, notifications go to the
 ``on_notification`` callback (which only queues them), server requests go to
 ``on_server_request`` (which spawns a handler task), protocol garbage to ``on_issue``.
@@ -21,12 +21,11 @@ from typing import Any
 import attrs
 import trio
 
-from . import __version__
-from .errors import CodexdError, Unavailable
-from .jsonrpc import (
+from ._errors import AppServerError, AppServerTimeout, TransportClosed
+from ._jsonrpc import Connection
+from ._messages import (
     NEED_DATA,
     SERVER_OVERLOADED,
-    Connection,
     ErrorResponse,
     LateResponse,
     Notification,
@@ -34,28 +33,10 @@ from .jsonrpc import (
     Request,
     Response,
 )
-from .transport import Transport
+from ._transport import Transport
+from ._version import __version__
 
 JsonObject = dict[str, Any]
-
-
-class RpcCallError(CodexdError):
-    """The app-server answered a request with a JSON-RPC error."""
-
-    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"app-server {method} failed ({code}): {message}")
-        self.method = method
-        self.rpc_code = code
-        self.rpc_message = message
-        self.data = data
-
-
-class RequestTimeout(CodexdError):
-    """The app-server did not answer a request in time."""
-
-
-class TransportClosed(Unavailable):
-    """The connection to the app-server closed before the request was answered."""
 
 
 @attrs.frozen
@@ -162,7 +143,7 @@ class AppServerClient:
             if isinstance(event, Response):
                 waiter.result = event.result
             else:
-                waiter.error = RpcCallError(waiter.method, event.code, event.message, event.data)
+                waiter.error = AppServerError(waiter.method, event.code, event.message, event.data)
             waiter.done.set()
         elif isinstance(event, Request):
             self._on_server_request(self, event)
@@ -196,7 +177,7 @@ class AppServerClient:
     ) -> Any:
         """Send a request and wait for its result.
 
-        Raises :class:`RpcCallError` for an error answer, :class:`RequestTimeout` when no answer
+        Raises :class:`AppServerError` for an error answer, :class:`AppServerTimeout` when no answer
         comes within ``timeout_s`` (default: the client's), :class:`TransportClosed` if the
         connection ends first. Overload errors (-32001) are retried with jittered backoff.
         Cancelling the caller forgets the request; a late answer is then ignored.
@@ -205,7 +186,7 @@ class AppServerClient:
         for attempt in range(self._overload_retries + 1):
             try:
                 return await self._request_once(method, params or {}, timeout_s)
-            except RpcCallError as exc:
+            except AppServerError as exc:
                 if exc.rpc_code != SERVER_OVERLOADED or attempt == self._overload_retries:
                     raise
             await trio.sleep(delay * (0.5 + random.random()))
@@ -221,7 +202,7 @@ class AppServerClient:
             with trio.move_on_after(timeout_s or self.request_timeout_s):
                 await waiter.done.wait()
             if not waiter.done.is_set():
-                raise RequestTimeout(
+                raise AppServerTimeout(
                     f"app-server did not answer {method} within"
                     f" {timeout_s or self.request_timeout_s:g}s"
                 )

@@ -9,7 +9,7 @@ and an ``approval.requested`` event, then answers by policy:
 - ``ask``: when :meth:`ApprovalBroker.respond` is called, or after ``approvals.timeout_s`` with
   ``approvals.on_timeout`` (``decline`` or ``cancel``).
 
-Every answer has the valid shape for its kind (:mod:`codexd.replies`) and fails closed: a
+Every answer has the valid shape for its kind (:mod:`codexd._replies`) and fails closed: a
 decision the server did not offer becomes the nearest more restrictive one. No server request is
 ever left unanswered while the connection lives; when it dies, pending records are cancelled.
 """
@@ -22,14 +22,14 @@ import attrs
 import trio
 
 from . import _time
+from ._appserver import AppServerClient
+from ._config import Config
+from ._errors import CodexdError, InvalidRequest, NotActive, NotFound
+from ._messages import Request
+from ._records import Approval, ApprovalStatus
+from ._replies import Decision, build_reply, describe
+from ._store import Store, new_id
 from ._tasks import TaskHost
-from .appserver import AppServerClient
-from .config import Config
-from .errors import CodexdError, InvalidRequest, NotActive, NotFound
-from .jsonrpc import Request
-from .records import Approval, ApprovalStatus
-from .replies import Decision, build_reply, describe
-from .store import Store, new_id
 
 DECISIONS: tuple[Decision, ...] = ("accept", "acceptForSession", "decline", "cancel")
 

@@ -3,7 +3,7 @@
 :class:`SessionManager` turns app-server notifications into stored events (``app-server.<method
 with dots>``, deltas included) and keeps session records current the way the seed did
 (``turn/started``, ``turn/completed`` and ``error`` patch the session of that thread). Each turn
-in flight is followed by a tracker with an idle watchdog (:mod:`codexd.turns`).
+in flight is followed by a tracker with an idle watchdog (:mod:`codexd._turns`).
 When the connection closes with turns in flight (the binary exits at once on SIGTERM or stdin EOF,
 with no ``turn/completed``), each such turn is failed with an ``app-server.turn.completed.missing``
 event carrying the diagnostics.
@@ -18,16 +18,23 @@ import attrs
 import trio
 
 from . import _time
+from ._appserver import AppServerClient
+from ._child import preview
+from ._config import Config
+from ._errors import (
+    AppServerError,
+    AppServerTimeout,
+    InvalidRequest,
+    NotActive,
+    NotFound,
+    WrongMode,
+)
+from ._messages import Notification
 from ._params import SessionCreateParams, TurnStartParams, check_directory
+from ._records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult, to_wire_compact
+from ._store import Store, Update, new_id
 from ._tasks import TaskHost
-from .appserver import AppServerClient, RequestTimeout, RpcCallError
-from .child import preview
-from .config import Config
-from .errors import InvalidRequest, NotActive, NotFound, WrongMode
-from .jsonrpc import Notification
-from .records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult, to_wire_compact
-from .store import Store, Update, new_id
-from .turns import ClientProvider, TurnBook, final_agent_message
+from ._turns import ClientProvider, TurnBook, final_agent_message
 
 JsonObject = dict[str, Any]
 
@@ -431,8 +438,8 @@ class SessionManager:
                         )
                     ],
                 )
-            except (RpcCallError, RequestTimeout) as exc:
-                if session.last_turn_id is None and isinstance(exc, RpcCallError):
+            except (AppServerError, AppServerTimeout) as exc:
+                if session.last_turn_id is None and isinstance(exc, AppServerError):
                     await self._rebind(client, session, str(exc))
                     continue
                 await self.store.record(

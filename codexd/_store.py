@@ -13,7 +13,7 @@ value (committed, or changed earlier in the same batch): read-modify-write chang
 different tasks compose in submission order without anyone reading a stale record.
 
 A failed commit is retried with backoff. If it keeps failing (disk full, I/O error) the store
-becomes *degraded*: the batch's writers get :class:`~codexd.errors.StoreError`, new writes are
+becomes *degraded*: the batch's writers get :class:`~codexd._errors.StoreError`, new writes are
 refused at once, streamed events are dropped and counted, and a probe retries with backoff;
 once a write succeeds again the store records ``store.recovered`` and serves normally. No
 ``seq`` is skipped: numbers are given to a batch from the last committed one.
@@ -39,11 +39,10 @@ from . import _statedir, _time
 from ._database import Database, ForeignDatabase, LoadProblem, Row, create_database
 from ._database import dumps as dumps_valid_json
 from ._database import event_to_json as _event_json
+from ._errors import StoreError
 from ._jsoncheck import has_surrogate, scrub
 from ._logfiles import RotatingFile, last_logged_seq
-from ._subscriptions import EventFilter, SubscriberOverflow, Subscription
-from .errors import StoreError
-from .records import (
+from ._records import (
     Approval,
     ChildState,
     Event,
@@ -54,8 +53,7 @@ from .records import (
     from_wire,
     to_wire,
 )
-
-__all__ = ["EventFilter", "Store", "SubscriberOverflow", "Subscription", "Update", "new_id"]
+from ._subscriptions import EventFilter, Subscription
 
 #: Items taken from the channel for one transaction at most.
 MAX_BATCH = 2048
@@ -239,8 +237,8 @@ class Store:
     ) -> Store:
         """Claim the state directory (one daemon per dir) and open or create its database.
 
-        Raises :class:`~codexd.errors.StateDirInUse` when another daemon holds it, and
-        :class:`~codexd.errors.StoreError` naming the problem when the directory or its
+        Raises :class:`~codexd._errors.StateDirInUse` when another daemon holds it, and
+        :class:`~codexd._errors.StoreError` naming the problem when the directory or its
         ``state.sqlite3`` cannot be used (not a directory, not writable, empty or foreign).
         """
 
@@ -435,7 +433,7 @@ class Store:
         """Persist an event and record changes in ONE transaction; wait until they are on disk.
 
         Returns the stored :class:`Event` with its ``seq``. Raises
-        :class:`~codexd.errors.StoreError` if they could not be written (then nothing of them
+        :class:`~codexd._errors.StoreError` if they could not be written (then nothing of them
         is visible anywhere). Cancelling the caller does not cancel the write.
         """
         item = _Item(
@@ -516,7 +514,7 @@ class Store:
         """Drain the channel into SQLite and the log files until :meth:`close_input`.
 
         If this task ends for any reason (cancellation included), every writer still waiting
-        is answered with :class:`~codexd.errors.StoreError` and later writes are refused at
+        is answered with :class:`~codexd._errors.StoreError` and later writes are refused at
         once: nothing ever waits for a store that is gone.
         """
         task_status.started()
