@@ -39,9 +39,18 @@ from ._errors import (
     SubscriberOverflow,
 )
 from ._jsonrpc import Connection
-from ._messages import INTERNAL_ERROR, METHOD_NOT_FOUND, ProtocolIssue, Request, rejection
+from ._messages import (
+    INTERNAL_ERROR,
+    METHOD_NOT_FOUND,
+    ErrorResponse,
+    Notification,
+    ProtocolIssue,
+    Request,
+    rejection,
+)
 from ._methods import METHODS
 from ._params import EventsSubscribeParams, EventsUnsubscribeParams, parse
+from ._peer import Peer
 from ._records import Subscribed, Unsubscribed, to_wire
 from ._subscriptions import EventFilter, Subscription
 
@@ -235,14 +244,19 @@ class _ApiConnection:
         self.server = server
         self.daemon = server.daemon
         self.ws = ws
-        self.rpc = Connection(
-            strict=True, emit_jsonrpc_field=True, max_line_bytes=MAX_MESSAGE_BYTES
+        self.peer = Peer(
+            Connection(strict=True, emit_jsonrpc_field=True, max_line_bytes=MAX_MESSAGE_BYTES),
+            self._write,
+            self,
+            framed=True,
+            request_timeout_s=None,
         )
         self.outbox = _Outbox(OUTBOX_LIMIT_BYTES)
         self._slots = trio.Semaphore(MAX_IN_FLIGHT)
         self._subscriptions: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
         self._writer_done = trio.Event()
+        self._request_started = False
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -252,8 +266,10 @@ class _ApiConnection:
                 while True:
                     # Back-pressure: with MAX_IN_FLIGHT requests being served, stop reading.
                     await self._slots.acquire()
-                    message = await self.ws.get_message()
-                    self._dispatch(nursery, message)
+                    self._request_started = False
+                    await self.peer.receive(await self.ws.get_message())
+                    if not self._request_started:
+                        self._slots.release()  # a request's slot is released when answered
             except trio_websocket.ConnectionClosed:
                 pass
             finally:
@@ -269,6 +285,9 @@ class _ApiConnection:
             pass
         finally:
             self._writer_done.set()
+
+    async def _write(self, frame: bytes | str) -> None:
+        self._queue(frame if isinstance(frame, str) else frame.decode())
 
     def _queue(self, frame: str, *, force: bool = False) -> None:
         if not self.outbox.put(frame, force=force):
@@ -287,23 +306,33 @@ class _ApiConnection:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
-    def _dispatch(self, nursery: trio.Nursery, message: str | bytes) -> None:
-        self.rpc.receive_message_text(message)
-        for event in self.rpc.events():
-            if isinstance(event, Request):
-                nursery.start_soon(self._handle, event)
-                return  # the slot is released when the request is answered
-            if isinstance(event, ProtocolIssue) and event.kind == "oversize":
-                # Over 4 MiB of UTF-8 (the WebSocket layer counts characters): as documented,
-                # the connection is closed with 1009, like a frame it refused itself.
-                self.outbox.close()
-                nursery.start_soon(self._close, 1009, "message too big")
-            elif isinstance(event, ProtocolIssue):
-                answer = rejection(event)
-                if answer is not None:
-                    self._queue(json.dumps(answer))
-            # Notifications and responses from a client: nothing to do (JSON-RPC says ignore).
-        self._slots.release()
+    # ---- the peer's handlers ----------------------------------------------------------------
+
+    def on_request(self, request: Request) -> None:
+        assert self._nursery is not None
+        self._request_started = True
+        self._nursery.start_soon(self._handle, request)
+
+    async def on_notification(self, notification: Notification) -> None:
+        """Clients have nothing to notify the daemon of; JSON-RPC says to ignore it."""
+
+    async def on_issue(self, issue: ProtocolIssue) -> None:
+        if issue.kind == "oversize":
+            # Over 4 MiB of UTF-8 (the WebSocket layer counts characters): as documented, the
+            # connection is closed with 1009, like a frame it refused itself.
+            self._overflow(1009, "message too big")
+            return
+        answer = rejection(issue)
+        if answer is not None:
+            self._queue(json.dumps(answer))
+
+    def error(self, method: str, response: ErrorResponse) -> CodexdError:
+        raise AssertionError("the API server sends no requests")  # pragma: no cover
+
+    def timeout(self, method: str, seconds: float) -> CodexdError:
+        raise AssertionError("the API server sends no requests")  # pragma: no cover
+
+    # ---- requests ----------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> None:
         try:
@@ -318,8 +347,8 @@ class _ApiConnection:
         try:
             method = METHODS.get(request.method)
             if method is None:
-                return self.rpc.send_error_frame(
-                    request.id, METHOD_NOT_FOUND, f"unknown method {request.method!r}"
+                return self._error_frame(
+                    request, METHOD_NOT_FOUND, f"unknown method {request.method!r}"
                 )
             params: Any = parse(method.params, request.params)
             if method.handler is not None:
@@ -330,7 +359,7 @@ class _ApiConnection:
             else:
                 assert isinstance(params, EventsUnsubscribeParams)
                 result = self._unsubscribe(params)
-            return self.rpc.send_response_frame(request.id, to_wire(result))
+            return str(self.peer.encode_response(request.id, to_wire(result)))
         except CodexdError as exc:
             data = {"field": exc.field} if exc.field else None
             return self._error_frame(request, exc.code, exc.message, data)
@@ -342,11 +371,7 @@ class _ApiConnection:
             return self._error_frame(request, INTERNAL_ERROR, f"internal error: {exc!r}")
 
     def _error_frame(self, request: Request, code: int, message: str, data: Any = None) -> str:
-        try:
-            return self.rpc.send_error_frame(request.id, code, message, data)
-        except LocalProtocolError:
-            safe = message.encode(errors="replace").decode()
-            return self.rpc.send_error_frame(request.id, code, safe)
+        return str(self.peer.encode_error(request.id, code, message, data))
 
     def _subscribe(self, request: Request, params: EventsSubscribeParams) -> None:
         """Reply first, then stream: the reply is queued before any event of the stream."""
@@ -361,7 +386,7 @@ class _ApiConnection:
         )
         subscription_id = f"sub-{secrets.token_hex(4)}"
         reply = Subscribed(subscription_id, self.daemon.store.last_seq)
-        self._queue(self.rpc.send_response_frame(request.id, to_wire(reply)))
+        self._queue(str(self.peer.encode_response(request.id, to_wire(reply))))
         scope = trio.CancelScope()
         self._subscriptions[subscription_id] = scope
         assert self._nursery is not None
@@ -380,7 +405,9 @@ class _ApiConnection:
             try:
                 async for event in subscription:
                     payload = {"subscriptionId": subscription_id, "event": to_wire(event)}
-                    if not self.outbox.put(self.rpc.send_notification_frame("event", payload)):
+                    if not self.outbox.put(
+                        self.peer.connection.send_notification_frame("event", payload)
+                    ):
                         raise SubscriberOverflow(subscription.last_seq)
                     if len(self.outbox) >= STREAM_AHEAD:
                         # The client is slower than the stream: let the subscription's own
@@ -393,7 +420,8 @@ class _ApiConnection:
                     "reason": str(exc),
                 }
                 self.outbox.put(
-                    self.rpc.send_notification_frame("events/dropped", dropped), force=True
+                    self.peer.connection.send_notification_frame("events/dropped", dropped),
+                    force=True,
                 )
                 self.outbox.close()
                 await self._close(CLOSE_LAGGING, "subscriber fell behind; reconnect with since")

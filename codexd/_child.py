@@ -1,40 +1,38 @@
-"""One supervised child process: spawn, pump its output, watch its exit, stop it as a group.
+"""The supervised app-server (or smoke) child: spawn, pump its output, watch its exit, stop it.
 
-The child runs in its own session and process group (``start_new_session=True``) so that a stop
-reaches everything it started: SIGTERM to the group, ``grace_s`` to exit, then SIGKILL to the
-group, and always a wait for the exit status, so no zombie is left. Its stdout and stderr are read
-for its whole life (an undrained pipe blocks a child), in chunks, with no line-length limit here
-(framing and bounds are the protocol layer's job). Its pid and start time are recorded in the
-store while it runs, so that if the daemon is killed outright the next boot can reap it
-(:func:`reap_leftovers`). A ``codex app-server`` child also exits by itself when its stdin closes,
-which is what happens when the daemon dies, however it dies.
+Its stdout and stderr are read for its whole life (an undrained pipe blocks a child), in
+chunks, with no line-length limit here (framing and bounds are the protocol layer's job). A
+``codex app-server`` child also exits by itself when its stdin closes, which is what happens
+when the daemon dies, however it dies. Process mechanics (groups, stop, registry, reaping) are
+:mod:`codexd._process`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import signal
-import subprocess
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 import trio
 
 from . import _time
 from ._errors import ChildSpawnError
+from ._process import (
+    TAIL_BYTES,
+    Tail,
+    kill_group,
+    preview,
+    register_owned,
+    signal_name,
+    spawn,
+    stop_process_group,
+    unregister_owned,
+)
 from ._records import ChildState
 from ._store import Store
 
-#: Bytes shown of one output chunk in a ``child.stdout``/``child.stderr`` event message.
-PREVIEW_CHARS = 160
-
 OnOutput = Callable[[bytes], Awaitable[None]]
-
-#: Spawn failures that may go away by themselves (resources freed): retried, never fatal.
-_TRANSIENT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
 
 #: After the child exits, how long the pumps wait for more output before giving up.
 DRAIN_IDLE_S = 0.25
@@ -49,7 +47,7 @@ class ChildSpec:
     env: Mapping[str, str] = attrs.field(factory=dict)
     grace_s: float = 5.0
     #: Bytes of recent stderr kept for diagnostics.
-    stderr_tail_bytes: int = 8192
+    stderr_tail_bytes: int = TAIL_BYTES
     #: The process kind recorded in the store (``app-server``, ``smoke``, ``exec``).
     kind: str = "child"
 
@@ -67,76 +65,6 @@ class ChildExit:
         if self.signal is not None:
             return f"killed by {self.signal}"
         return f"exited with code {self.code}"
-
-
-def preview(data: bytes | str, limit: int = PREVIEW_CHARS) -> str:
-    """One line, whitespace folded, at most ``limit`` characters."""
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """The process start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _signal_name(returncode: int) -> str | None:
-    if returncode >= 0:
-        return None
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"SIG{-returncode}"
-
-
-def register_owned(store: Store, pid: int, kind: str, argv0: str) -> None:
-    """Record a process this daemon owns, so a successor can reap it if we die (next batch)."""
-    store.register_owned(
-        pid, {"startTicks": process_start_ticks(pid), "kind": kind, "argv0": argv0}
-    )
-
-
-def unregister_owned(store: Store, pid: int) -> None:
-    """Forget an owned process once it has been waited for."""
-    store.unregister_owned(pid)
-
-
-async def stop_process_group(process: trio.Process, grace_s: float) -> None:
-    """SIGTERM the process group, wait up to ``grace_s``, then SIGKILL it; always reap.
-
-    Safe to call on a process that already exited. Call it shielded from cancellation when it
-    runs on a cleanup path, or the child may be left running.
-    """
-    if process.returncode is None:
-        kill_group(process.pid, signal.SIGTERM)
-        with trio.move_on_after(grace_s):
-            await process.wait()
-        if process.returncode is None:
-            kill_group(process.pid, signal.SIGKILL)
-            await process.wait()
-    # Anything the process left behind in its group goes with it.
-    kill_group(process.pid, signal.SIGKILL)
-
-
-def kill_group(pid: int, sig: signal.Signals) -> None:
-    """Send ``sig`` to the process group ``pid`` (falling back to the process itself)."""
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        # Group already gone; fall back to the leader itself in case it left its group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
 
 
 class ManagedChild:
@@ -163,7 +91,7 @@ class ManagedChild:
         #: Set once the exit is recorded in the store and :attr:`exit` is filled in.
         self.finished = trio.Event()
         self.exit: ChildExit | None = None
-        self._stderr_tail = bytearray()
+        self._stderr_tail = Tail(spec.stderr_tail_bytes)
         self._stop_requested = False
         self._exited_by_itself = False
         self._stop_now = trio.Event()
@@ -175,16 +103,7 @@ class ManagedChild:
 
     @property
     def stderr_tail(self) -> str:
-        return bytes(self._stderr_tail).decode("utf-8", "replace")
-
-    async def send(self, data: bytes) -> None:
-        """Write to the child's stdin (raises ``trio.BrokenResourceError`` once it is gone)."""
-        assert self.process is not None and self.process.stdin is not None
-        await self.process.stdin.send_all(data)
-
-    async def close_stdin(self) -> None:
-        if self.process is not None and self.process.stdin is not None:
-            await self.process.stdin.aclose()
+        return self._stderr_tail.text()
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop the child gracefully (TERM, grace, KILL) and return."""
@@ -194,34 +113,23 @@ class ManagedChild:
     async def _spawn(self) -> trio.Process:
         await self.store.save(ChildState(status="starting", restart_count=self.restart_count))
         try:
-            return await trio.lowlevel.open_process(
-                list(self.spec.argv),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=self.spec.cwd,
-                env=dict(self.spec.env),
-                start_new_session=True,
-            )
-        except OSError as exc:
-            message = f"could not start {self.spec.argv[0]!r}: {exc.strerror or exc}"
-            now = _time.now_iso()
+            return await spawn(list(self.spec.argv), cwd=self.spec.cwd, env=self.spec.env)
+        except ChildSpawnError as exc:
             await self.store.record(
                 "child.spawn.failed",
-                message,
+                exc.message,
                 level="error",
-                detail={"argv": list(self.spec.argv), "errno": exc.errno},
+                detail={"argv": list(self.spec.argv), "transient": exc.transient},
                 records=[
                     ChildState(
                         status="failed",
-                        exited_at=now,
-                        last_error=message,
+                        exited_at=_time.now_iso(),
+                        last_error=exc.message,
                         restart_count=self.restart_count,
                     )
                 ],
             )
-            transient = exc.errno in _TRANSIENT_ERRNOS
-            raise ChildSpawnError(message, transient=transient) from exc
+            raise
 
     async def run(
         self, *, task_status: trio.TaskStatus[ManagedChild] = trio.TASK_STATUS_IGNORED
@@ -288,7 +196,7 @@ class ManagedChild:
         returncode = process.returncode
         assert returncode is not None
         code = returncode if returncode >= 0 else None
-        sig = _signal_name(returncode)
+        sig = signal_name(returncode)
         requested = not self._exited_by_itself
         child_exit = ChildExit(code, sig, requested, self.stderr_tail)
         self.exit = child_exit
@@ -342,10 +250,7 @@ class ManagedChild:
                 await self.on_stdout(chunk)
                 continue
             if name == "stderr":
-                self._stderr_tail += chunk
-                overflow = len(self._stderr_tail) - self.spec.stderr_tail_bytes
-                if overflow > 0:
-                    del self._stderr_tail[:overflow]
+                self._stderr_tail.add(chunk)
             await self.store.append_output(name, chunk)
             await self.store.emit(
                 f"child.{name}",
@@ -356,63 +261,3 @@ class ManagedChild:
         if protocol:
             assert self.on_stdout is not None
             await self.on_stdout(b"")
-
-
-async def reap_leftovers(store: Store, grace_s: float) -> list[dict[str, Any]]:
-    """Stop children a previous daemon recorded and never saw exit (it was killed).
-
-    A process is only touched if its pid still runs with the SAME start time as recorded, so a
-    reused pid belonging to someone else is never signalled. Returns what was reaped.
-    """
-    owned = store.owned_processes()
-    reaped: list[dict[str, Any]] = []
-    for pid_text, info in owned.items():
-        pid = int(pid_text)
-        ticks = process_start_ticks(pid)
-        if ticks is None or ticks != info.get("startTicks"):
-            continue
-        kill_group(pid, signal.SIGTERM)
-        with trio.move_on_after(grace_s):
-            while process_start_ticks(pid) == ticks:  # noqa: ASYNC110 - no event to wait on
-                await trio.sleep(0.05)
-        if process_start_ticks(pid) == ticks:
-            kill_group(pid, signal.SIGKILL)
-        reaped.append({"pid": pid, **info})
-    store.unregister_owned(*owned)
-    for entry in reaped:
-        await store.record(
-            "child.reaped",
-            f"Stopped leftover {entry.get('kind', 'child')} process {entry['pid']}"
-            " from a previous daemon.",
-            level="warn",
-            detail=entry,
-        )
-    return reaped
-
-
-def signal_name(returncode: int | None) -> str | None:
-    """Public helper: the signal name for a negative return code (``-9`` -> ``SIGKILL``)."""
-    return None if returncode is None else _signal_name(returncode)
-
-
-def build_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    """The child's environment: ``base`` overlaid with ``extra``."""
-    env = dict(base)
-    env.update(extra)
-    return env
-
-
-__all__ = [
-    "ChildExit",
-    "ChildSpec",
-    "ManagedChild",
-    "build_env",
-    "kill_group",
-    "preview",
-    "process_start_ticks",
-    "reap_leftovers",
-    "register_owned",
-    "signal_name",
-    "stop_process_group",
-    "unregister_owned",
-]

@@ -19,11 +19,12 @@ import trio
 from . import _time
 from ._approvals import ApprovalBroker
 from ._binary import bundled_codex, with_codex_path
-from ._child import ChildSpec, ManagedChild, reap_leftovers
+from ._child import ChildSpec, ManagedChild
 from ._config import Config
 from ._errors import ChildSpawnError, NotFound, StoreError, WrongMode
 from ._groups import unwrap_single
 from ._params import RunCreateParams, SessionCreateParams, TurnStartParams, build
+from ._process import reap_leftovers
 from ._records import (
     Approval,
     ChildState,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,17 +26,25 @@ import trio
 
 from . import _time
 from ._binary import bundled_codex, with_codex_path
-from ._child import preview, register_owned, stop_process_group, unregister_owned
 from ._config import Config
-from ._errors import InvalidRequest, NotFound
+from ._errors import ChildSpawnError, InvalidRequest, NotFound
+from ._framing import LineFramer
 from ._jsoncheck import needs_scrub, scrub
+from ._messages import ProtocolIssue
 from ._params import RunCreateParams, RunOptions, parse
+from ._process import (
+    Tail,
+    preview,
+    register_owned,
+    spawn,
+    stop_process_group,
+    unregister_owned,
+)
 from ._records import FINAL_RUN_STATUSES, Run, RunStatus, to_wire
 from ._store import Store, new_id
 
 #: Longest exec JSONL line kept; longer ones are reported and skipped.
 MAX_LINE_BYTES = 16 * 1024 * 1024
-STDERR_TAIL_BYTES = 8192
 
 
 @attrs.define
@@ -50,7 +57,7 @@ class _Outcome:
     turn_completed: bool = False
     turn_failed: str | None = None
     last_error: str | None = None
-    stderr_tail: bytearray = attrs.field(factory=bytearray)
+    stderr_tail: Tail = attrs.field(factory=Tail)
 
 
 def _check_paths(cwd: str | None, images: list[str], add_dirs: list[str]) -> None:
@@ -306,17 +313,9 @@ class RunQueue:
         argv = self._argv(run, options, last_message)
         timeout_s = options.timeout_s or self.config.runs.default_timeout_s
         try:
-            process = await trio.lowlevel.open_process(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=run.cwd,
-                env=env,
-                start_new_session=True,
-            )
-        except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL in argv or env
-            await self._finish(run, "failed", error=f"could not start codex exec: {exc}")
+            process = await spawn(argv, cwd=run.cwd, env=env)
+        except ChildSpawnError as exc:
+            await self._finish(run, "failed", error=f"could not start codex exec: {exc.message}")
             return
         register_owned(self.store, process.pid, "exec", argv[0])
         self.live_processes += 1
@@ -362,33 +361,23 @@ class RunQueue:
     async def _read_stderr(self, process: trio.Process, outcome: _Outcome) -> None:
         assert process.stderr is not None
         async for chunk in process.stderr:
-            outcome.stderr_tail += chunk
-            if len(outcome.stderr_tail) > STDERR_TAIL_BYTES:
-                del outcome.stderr_tail[: len(outcome.stderr_tail) - STDERR_TAIL_BYTES]
+            outcome.stderr_tail.add(chunk)
 
     async def _read_stdout(self, process: trio.Process, run: Run, outcome: _Outcome) -> None:
         assert process.stdout is not None
-        buffer = bytearray()
-        discarding = False
+        framer = LineFramer(MAX_LINE_BYTES)
         async for chunk in process.stdout:
-            buffer += chunk
-            while True:
-                nl = buffer.find(b"\n")
-                if nl < 0:
-                    if len(buffer) > MAX_LINE_BYTES:
-                        discarding = True
-                        buffer.clear()
-                    break
-                line = bytes(buffer[:nl])
-                del buffer[: nl + 1]
-                if discarding:
-                    discarding = False
-                    await self._garbage(run, b"(line over 16 MiB discarded)")
-                    continue
-                if line.strip():
-                    await self._exec_event(run, line, outcome)
-        if buffer.strip():
-            await self._exec_event(run, bytes(buffer), outcome)
+            await self._lines(run, framer.feed(chunk), outcome)
+        await self._lines(run, framer.feed(b"\n"), outcome)  # a last line without newline
+
+    async def _lines(
+        self, run: Run, lines: Sequence[bytes | ProtocolIssue], outcome: _Outcome
+    ) -> None:
+        for line in lines:
+            if isinstance(line, ProtocolIssue):  # oversize: discarded as it arrived
+                await self._garbage(run, f"(line over {MAX_LINE_BYTES} bytes discarded)".encode())
+            elif line.strip():
+                await self._exec_event(run, line, outcome)
 
     async def _garbage(self, run: Run, line: bytes) -> None:
         await self.store.emit(
@@ -447,7 +436,7 @@ class RunQueue:
         last_message_file: Path,
     ) -> None:
         code = process.returncode
-        stderr_tail = bytes(outcome.stderr_tail).decode("utf-8", "replace")
+        stderr_tail = outcome.stderr_tail.text()
         summary = outcome.last_message
         if summary is None:
             try:

@@ -19,7 +19,6 @@ import trio
 
 from . import _time
 from ._appserver import AppServerClient
-from ._child import preview
 from ._config import Config
 from ._errors import (
     AppServerError,
@@ -31,6 +30,7 @@ from ._errors import (
 )
 from ._messages import Notification
 from ._params import SessionCreateParams, TurnStartParams, check_directory
+from ._process import preview
 from ._records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult, to_wire_compact
 from ._store import Store, Update, new_id
 from ._tasks import TaskHost

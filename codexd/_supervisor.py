@@ -23,11 +23,12 @@ import trio_websocket
 from . import _time
 from ._approvals import ApprovalBroker
 from ._appserver import AppServerClient, CloseInfo
-from ._child import ChildExit, ChildSpec, ManagedChild, kill_group, preview
+from ._child import ChildExit, ChildSpec, ManagedChild
 from ._config import Config
 from ._errors import ChildSpawnError, CodexdError, StoreError, Unavailable
 from ._groups import unwrap_single
 from ._messages import Notification, ProtocolIssue, Request
+from ._process import kill_group, preview
 from ._records import ChildState
 from ._sessions import SessionManager
 from ._store import Store

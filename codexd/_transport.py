@@ -29,8 +29,8 @@ class Transport(abc.ABC):
     close_reason: str | None = None
 
     @abc.abstractmethod
-    async def send(self, data: bytes) -> None:
-        """Send one encoded message (with its trailing newline for stdio)."""
+    async def send(self, data: bytes | str) -> None:
+        """Send one encoded message: a line of bytes (stdio) or a text frame (framed)."""
 
     @abc.abstractmethod
     def receive(self) -> AsyncIterator[bytes | str]:
@@ -68,7 +68,9 @@ class StdioTransport(Transport):
         with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             await self._send_chunk.send(chunk)
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            data = data.encode()
         if self._stdin is None:
             raise trio.BrokenResourceError("child stdin is not attached")
         async with self._write_lock:
@@ -126,9 +128,10 @@ class WebSocketTransport(Transport):
         ws = await trio_websocket.connect_websocket_url(nursery, url, extra_headers=extra)
         return cls(ws)
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | str) -> None:
+        text = data if isinstance(data, str) else data.rstrip(b"\n").decode("utf-8")
         try:
-            await self._ws.send_message(data.rstrip(b"\n").decode("utf-8"))
+            await self._ws.send_message(text)
         except trio_websocket.ConnectionClosed as exc:
             raise trio.BrokenResourceError(f"websocket closed: {exc.reason}") from exc
 

@@ -23,14 +23,14 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import attrs
 import trio
 import trio_websocket
 
-from ._errors import ApiError, CallTimeout, CodexdError, DaemonUnreachable
+from ._errors import ApiError, CallTimeout, CodexdError, DaemonUnreachable, TransportClosed
 from ._groups import unwrap_single
 from ._jsonrpc import Connection
-from ._messages import ErrorResponse, Notification, Response
+from ._messages import ErrorResponse, Notification, ProtocolIssue, Request
+from ._peer import Peer
 
 __all__ = [
     "ApiClient",
@@ -58,13 +58,6 @@ class _Unset(enum.Enum):
 _UNSET = _Unset.UNSET
 
 
-@attrs.define
-class _Waiter:
-    done: trio.Event = attrs.field(factory=trio.Event)
-    result: Any = None
-    error: CodexdError | None = None
-
-
 class ApiClient:
     """One authenticated WebSocket connection to the daemon."""
 
@@ -72,60 +65,74 @@ class ApiClient:
         self, ws: trio_websocket.WebSocketConnection, *, default_timeout: float | None
     ) -> None:
         self._ws = ws
-        self._rpc = Connection(strict=True, emit_jsonrpc_field=True)
-        self._waiters: dict[int | str, _Waiter] = {}
+        self._lock = trio.Lock()
+        self.peer = Peer(
+            Connection(strict=True, emit_jsonrpc_field=True),
+            self._write,
+            self,
+            framed=True,
+            request_timeout_s=None,
+        )
         self._events: dict[str, trio.MemorySendChannel[Any]] = {}
         # Notifications that arrived before the reply naming their subscription (older
         # daemons stream before they reply): kept, bounded, until the reply claims them.
         self._early: dict[str, deque[Any]] = {}
-        self._lock = trio.Lock()
         self.default_timeout = default_timeout
         self.closed_reason: str | None = None
+
+    async def _write(self, data: bytes | str) -> None:
+        text = data if isinstance(data, str) else data.decode()
+        try:
+            async with self._lock:
+                await self._ws.send_message(text)
+        except trio_websocket.ConnectionClosed as exc:
+            raise trio.BrokenResourceError(f"the connection to the daemon was lost: {exc}") from exc
 
     async def _reader(self) -> None:
         try:
             while True:
-                text = await self._ws.get_message()
-                self._rpc.receive_message_text(text)
-                for msg in self._rpc.events():
-                    self._route(msg)
+                await self.peer.receive(await self._ws.get_message())
         except trio_websocket.ConnectionClosed as exc:
             reason = exc.reason
             self.closed_reason = f"{reason.code} {reason.reason or ''}" if reason else "closed"
-        for waiter in self._waiters.values():
-            waiter.error = DaemonUnreachable(f"connection closed ({self.closed_reason})")
-            waiter.done.set()
+        self.peer.close(self.closed_reason or "closed")
         for channel in self._events.values():
             channel.close()
 
-    def _route(self, msg: Any) -> None:
-        if isinstance(msg, Response | ErrorResponse) and msg.id is not None:
-            waiter = self._waiters.pop(msg.id, None)
-            if waiter is None:
-                return
-            if isinstance(msg, Response):
-                waiter.result = msg.result
-            else:
-                field = msg.data.get("field") if isinstance(msg.data, dict) else None
-                waiter.error = ApiError(msg.code, msg.message, field)
-            waiter.done.set()
-        elif isinstance(msg, Notification) and isinstance(msg.params, dict):
-            sub_id = msg.params.get("subscriptionId")
-            if not isinstance(sub_id, str):
-                return
-            if msg.method == "event":
-                item = msg.params.get("event")
-            elif msg.method == "events/dropped":
-                item = {"dropped": True, **msg.params}
-            else:
-                return
-            channel = self._events.get(sub_id)
-            if channel is None:
-                if len(self._early) < 8 or sub_id in self._early:
-                    early = self._early.setdefault(sub_id, deque(maxlen=EARLY_BUFFER))
-                    early.append(item)
-                return
-            self._deliver(sub_id, channel, item)
+    # ---- the peer's handlers ----------------------------------------------------------------
+
+    def on_request(self, request: Request) -> None:
+        """The daemon sends no requests; JSON-RPC says to ignore what cannot be answered."""
+
+    async def on_issue(self, issue: ProtocolIssue) -> None:
+        """Garbage from the daemon: nothing a client can do about it."""
+
+    def error(self, method: str, response: ErrorResponse) -> CodexdError:
+        data = response.data
+        field = data.get("field") if isinstance(data, dict) else None
+        return ApiError(response.code, response.message, field)
+
+    def timeout(self, method: str, seconds: float) -> CodexdError:
+        return CallTimeout(f"{method} got no answer within {seconds:g}s")
+
+    async def on_notification(self, notification: Notification) -> None:
+        params = notification.params
+        sub_id = params.get("subscriptionId")
+        if not isinstance(sub_id, str):
+            return
+        if notification.method == "event":
+            item = params.get("event")
+        elif notification.method == "events/dropped":
+            item = {"dropped": True, **params}
+        else:
+            return
+        channel = self._events.get(sub_id)
+        if channel is None:
+            if len(self._early) < 8 or sub_id in self._early:
+                early = self._early.setdefault(sub_id, deque(maxlen=EARLY_BUFFER))
+                early.append(item)
+            return
+        self._deliver(sub_id, channel, item)
 
     def _deliver(self, sub_id: str, channel: trio.MemorySendChannel[Any], item: Any) -> None:
         try:
@@ -137,6 +144,8 @@ class ApiClient:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._events.pop(sub_id, None)  # the caller stopped iterating
 
+    # ---- calls -------------------------------------------------------------------------------
+
     async def call(
         self,
         method: str,
@@ -147,7 +156,9 @@ class ApiClient:
         """Call a method; raises :class:`ApiError` with the daemon's code and message.
 
         ``timeout`` defaults to the client's ``default_timeout`` (plus the request's own
-        ``timeoutS`` when it has one); ``None`` waits as long as it takes.
+        ``timeoutS`` when it has one); ``None`` waits as long as it takes. Raises
+        :class:`CallTimeout` when no answer comes in time, :class:`DaemonUnreachable` when the
+        connection is lost.
         """
         if isinstance(timeout, _Unset):
             timeout = self.default_timeout
@@ -156,25 +167,12 @@ class ApiClient:
                 timeout += float(wait)
             elif method in ("turn/wait", "run/wait") and wait is None:
                 timeout = None
-        request_id, data = self._rpc.send_request(method, params or {})
-        waiter = _Waiter()
-        self._waiters[request_id] = waiter
         try:
-            try:
-                async with self._lock:
-                    await self._ws.send_message(data.decode().rstrip("\n"))
-            except trio_websocket.ConnectionClosed as exc:
-                raise DaemonUnreachable(f"the connection to the daemon was lost: {exc}") from None
-            with trio.move_on_after(timeout if timeout is not None else float("inf")):
-                await waiter.done.wait()
-        finally:
-            if self._waiters.pop(request_id, None) is not None:
-                self._rpc.forget(request_id)
-        if not waiter.done.is_set():
-            raise CallTimeout(f"{method} got no answer within {timeout:g}s")
-        if waiter.error is not None:
-            raise waiter.error
-        return waiter.result
+            return await self.peer.request(
+                method, params or {}, timeout_s=timeout if timeout is not None else float("inf")
+            )
+        except TransportClosed as exc:
+            raise DaemonUnreachable(f"the connection to the daemon was lost: {exc}") from None
 
     async def subscribe(
         self,

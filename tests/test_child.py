@@ -10,7 +10,7 @@ import attrs
 import trio
 
 from codexd import ChildConfig, Config, open_daemon
-from codexd._child import process_start_ticks
+from codexd._process import process_start_ticks
 from codexd._store import Store
 
 from .conftest import python_child

@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from codexd import ApprovalsConfig, open_daemon
-from codexd._appserver import AppServerClient
 from codexd._replies import KNOWN_SERVER_REQUESTS, build_reply, fail_closed
+from codexd._transport import StdioTransport
 from codexd.testing import Reply, codex_binary, open_fake_provider
 
 from .real import real_config, wait_event
@@ -111,13 +111,13 @@ async def test_everything_codexd_sends_validates(
 ) -> None:
     """Spy on the wire during a session with every kind of request; validate each message."""
     sent: list[dict[str, Any]] = []
-    original = AppServerClient._send
+    original = StdioTransport.send
 
-    async def spy(self: AppServerClient, data: bytes) -> None:
+    async def spy(self: StdioTransport, data: bytes | str) -> None:
         sent.append(json.loads(data))
         await original(self, data)
 
-    monkeypatch.setattr(AppServerClient, "_send", spy)
+    monkeypatch.setattr(StdioTransport, "send", spy)
     marker = tmp_path / "work" / "x.txt"
     marker.parent.mkdir()
     async with open_fake_provider(
