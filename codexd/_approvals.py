@@ -16,6 +16,7 @@ ever left unanswered while the connection lives; when it dies, pending records a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -28,6 +29,7 @@ from ._errors import CodexdError, InvalidRequest, NotActive, NotFound
 from ._messages import Request
 from ._records import Approval, ApprovalStatus
 from ._replies import Decision, build_reply, describe
+from ._states import APPROVAL
 from ._store import Store, new_id
 from ._tasks import TaskHost
 
@@ -82,15 +84,15 @@ class ApprovalBroker:
         store: Store,
         config: Config,
         tasks: TaskHost,
-        thread_sessions: dict[str, str],
+        session_of_thread: Callable[[str], str | None],
     ) -> None:
         self.store = store
         self.config = config
         self._tasks = tasks
         self._pending: dict[str, _Pending] = {}
         self._replayed = trio.Event()
-        #: thread id -> session id, shared with (and kept by) the session manager.
-        self.thread_sessions = thread_sessions
+        #: thread id -> the id of its session (kept by the session manager).
+        self._session_of_thread = session_of_thread
 
     def handle_request(self, client: AppServerClient, request: Request) -> None:
         """Called by the reader for each server request; never blocks.
@@ -116,7 +118,7 @@ class ApprovalBroker:
             "approval.rebound",
             f"{pending.request.method} was replayed after a reconnect; it is still answerable.",
             detail={"approvalId": pending.approval_id, "requestId": pending.request.id},
-            session_id=self.thread_sessions.get(str(pending.request.params.get("threadId"))),
+            session_id=self._session_of_thread(str(pending.request.params.get("threadId"))),
         )
 
     async def _serve(self, client: AppServerClient, request: Request) -> None:
@@ -133,7 +135,7 @@ class ApprovalBroker:
             approval_id=new_id("approval"),
             request_id=request.id,
             method=request.method,
-            session_id=self.thread_sessions.get(thread_id) if thread_id else None,
+            session_id=self._session_of_thread(thread_id) if thread_id else None,
             thread_id=thread_id,
             turn_id=turn_id,
             params=params,
@@ -222,7 +224,7 @@ class ApprovalBroker:
             status = "cancelled"
         decided = attrs.evolve(
             current,
-            status=status,
+            status=APPROVAL.move(current.status, status),
             decision=pending.decision,
             decided_by=pending.decided_by,
             decided_at=_time.now_iso(),
@@ -275,7 +277,7 @@ class ApprovalBroker:
             await pending.finished.wait()
         return self.store.get_approval(approval_id) or record
 
-    async def server_resolved(self, params: dict[str, Any]) -> None:
+    def server_resolved(self, params: dict[str, Any]) -> None:
         """``serverRequest/resolved``: the server no longer waits (answered or turn ended)."""
         request_id = params.get("requestId")
         for pending in list(self._pending.values()):
@@ -329,7 +331,7 @@ class ApprovalBroker:
                     records=[
                         attrs.evolve(
                             approval,
-                            status="cancelled",
+                            status=APPROVAL.move(approval.status, "cancelled"),
                             decided_by="restart",
                             decided_at=_time.now_iso(),
                         )

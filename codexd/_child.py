@@ -29,7 +29,8 @@ from ._process import (
     stop_process_group,
     unregister_owned,
 )
-from ._records import ChildState
+from ._records import ChildState, ChildStatus
+from ._states import CHILD
 from ._store import Store
 
 OnOutput = Callable[[bytes], Awaitable[None]]
@@ -110,8 +111,14 @@ class ManagedChild:
         self._stop_requested = True
         self._stop_now.set()
 
+    def _move(self, status: ChildStatus) -> ChildStatus:
+        """The child's next recorded status, checked against the CHILD table."""
+        return CHILD.move(self.store.child_state.status, status)
+
     async def _spawn(self) -> trio.Process:
-        await self.store.save(ChildState(status="starting", restart_count=self.restart_count))
+        await self.store.save(
+            ChildState(status=self._move("starting"), restart_count=self.restart_count)
+        )
         try:
             return await spawn(list(self.spec.argv), cwd=self.spec.cwd, env=self.spec.env)
         except ChildSpawnError as exc:
@@ -122,7 +129,7 @@ class ManagedChild:
                 detail={"argv": list(self.spec.argv), "transient": exc.transient},
                 records=[
                     ChildState(
-                        status="failed",
+                        status=self._move("failed"),
                         exited_at=_time.now_iso(),
                         last_error=exc.message,
                         restart_count=self.restart_count,
@@ -151,7 +158,7 @@ class ManagedChild:
             detail={"pid": process.pid, "argv": list(self.spec.argv), "kind": self.spec.kind},
             records=[
                 ChildState(
-                    status="running",
+                    status=self._move("running"),
                     pid=process.pid,
                     started_at=started_at,
                     restart_count=self.restart_count,
@@ -218,7 +225,7 @@ class ManagedChild:
             },
             records=[
                 ChildState(
-                    status=status,
+                    status=self._move(status),
                     pid=None,
                     started_at=started_at,
                     exited_at=_time.now_iso(),

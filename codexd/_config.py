@@ -63,6 +63,13 @@ class ChildConfig:
     #: Bytes of the child's stderr kept in memory for error messages.
     stderr_tail_bytes: int = attrs.field(default=8192, validator=_positive)
 
+    @property
+    def endpoint_url(self) -> str:
+        """The app-server endpoint: ``stdio://`` for a spawned child, else the external URL."""
+        if self.strategy == "external":
+            return self.endpoint or ""
+        return "stdio://"
+
 
 @attrs.frozen
 class RestartConfig:

@@ -18,6 +18,7 @@ import trio
 
 from . import _time
 from ._approvals import ApprovalBroker
+from ._appserver import AppServerClient
 from ._binary import bundled_codex, with_codex_path
 from ._child import ChildSpec, ManagedChild
 from ._config import Config
@@ -36,8 +37,10 @@ from ._records import (
     TurnResult,
     to_wire,
 )
+from ._routes import AppServerRoutes
 from ._runs import RunQueue
 from ._sessions import SessionManager
+from ._states import SESSION
 from ._store import Store, Update, new_id
 from ._subscriptions import EventFilter, Subscription
 from ._supervisor import AppServerSupervisor
@@ -73,8 +76,7 @@ class Daemon:
         self._child_done = trio.Event()
         self._child_done.set()
         self.sessions = SessionManager(store, config, self, self.tasks)
-        self.approvals = ApprovalBroker(store, config, self.tasks, self.sessions.thread_sessions)
-        self.sessions.on_server_request_resolved = self.approvals.server_resolved
+        self.approvals = ApprovalBroker(store, config, self.tasks, self.sessions.session_of_thread)
         self.supervisor: AppServerSupervisor | None = None
         self.runs = RunQueue(store, config)
         self._runs_scope = trio.CancelScope()
@@ -112,9 +114,7 @@ class Daemon:
     @property
     def endpoint(self) -> str:
         """The app-server endpoint: ``stdio://`` for a spawned child, else the external URL."""
-        if self.config.child.strategy == "external":
-            return self.config.child.endpoint or ""
-        return "stdio://"
+        return self.config.child.endpoint_url
 
     async def _start(self) -> None:
         self._set_info(status="starting")
@@ -153,8 +153,7 @@ class Daemon:
             self.supervisor = AppServerSupervisor(
                 self.store,
                 self.config,
-                self.sessions,
-                self.approvals,
+                AppServerRoutes(self.store, self.sessions, self.approvals),
                 None if external else self._child_spec(),
             )
             self._child_done = trio.Event()
@@ -386,8 +385,15 @@ class Daemon:
                 Update(
                     Session,
                     session_id,
-                    lambda s: attrs.evolve(
-                        s, status="closed", current_turn_id=None, updated_at=_time.now_iso()
+                    lambda s: (
+                        attrs.evolve(
+                            s,
+                            status=SESSION.move(s.status, "closed"),
+                            current_turn_id=None,
+                            updated_at=_time.now_iso(),
+                        )
+                        if s is not None and SESSION.allows(s.status, "closed")
+                        else None  # closed twice at once: it closes once
                     ),
                 )
             ],
@@ -396,11 +402,16 @@ class Daemon:
 
     # ---- the app-server: sessions, turns, approvals ---------------------------------------
 
-    async def client(self) -> Any:
+    async def client(self) -> AppServerClient:
         """The connected app-server client (waits, bounded, while it starts or restarts)."""
         if self.supervisor is None:
             raise WrongMode("no app-server in this mode (config mode is 'exec')")
         return await self.supervisor.client()
+
+    async def report_wedged(self, reason: str) -> None:
+        """A turn's interrupt went unanswered: the supervisor kills and restarts the child."""
+        if self.supervisor is not None:
+            await self.supervisor.report_wedged(reason)
 
     async def create_session(self, purpose: str = "general", /, **settings: Any) -> Session:
         """Open a session: a new app-server thread, or ``thread/resume`` of ``thread_id``.

@@ -41,6 +41,7 @@ from ._process import (
     unregister_owned,
 )
 from ._records import FINAL_RUN_STATUSES, Run, RunStatus, to_wire
+from ._states import RUN
 from ._store import Store, new_id
 
 #: Longest exec JSONL line kept; longer ones are reported and skipped.
@@ -321,7 +322,10 @@ class RunQueue:
         self.live_processes += 1
         self.max_live_processes = max(self.max_live_processes, self.live_processes)
         started = attrs.evolve(
-            run, status="running", started_at=_time.now_iso(), updated_at=_time.now_iso()
+            run,
+            status=RUN.move(run.status, "running"),
+            started_at=_time.now_iso(),
+            updated_at=_time.now_iso(),
         )
         outcome = _Outcome()
         timed_out = False
@@ -482,10 +486,13 @@ class RunQueue:
         result: dict[str, Any] | None = None,
         event_type: str | None = None,
     ) -> None:
+        current = self.store.get_run(run.run_id) or run
+        if not RUN.allows(current.status, status):
+            return  # already final (a cancel and an exit crossed): it ends once
         now = _time.now_iso()
         final = attrs.evolve(
-            run,
-            status=status,
+            current,
+            status=RUN.move(current.status, status),
             updated_at=now,
             finished_at=now,
             error=error,

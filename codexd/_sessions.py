@@ -1,9 +1,8 @@
 """Sessions and turns on the app-server: create/resume threads, start/steer/interrupt/wait turns.
 
-:class:`SessionManager` turns app-server notifications into stored events (``app-server.<method
-with dots>``, deltas included) and keeps session records current the way the seed did
-(``turn/started``, ``turn/completed`` and ``error`` patch the session of that thread). Each turn
-in flight is followed by a tracker with an idle watchdog (:mod:`codexd._turns`).
+:class:`SessionManager` owns the session records and the thread each is bound to; what
+notifications change in them lives in :mod:`codexd._notifications`. Each turn in flight is
+followed by a tracker with an idle watchdog (:mod:`codexd._turns`).
 When the connection closes with turns in flight (the binary exits at once on SIGTERM or stdin EOF,
 with no ``turn/completed``), each such turn is failed with an ``app-server.turn.completed.missing``
 event carrying the diagnostics.
@@ -28,11 +27,9 @@ from ._errors import (
     NotFound,
     WrongMode,
 )
-from ._messages import Notification
 from ._params import SessionCreateParams, TurnStartParams, check_directory
-from ._process import preview
 from ._records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult, to_wire_compact
-from ._store import Store, Update, new_id
+from ._store import Store, Update, new_id, patch
 from ._tasks import TaskHost
 from ._turns import ClientProvider, TurnBook, final_agent_message
 
@@ -49,17 +46,12 @@ def _text_input(value: Any) -> list[JsonObject]:
     raise InvalidRequest("input must be a non-empty string or item list", field="input")
 
 
-def _patch(session_id: str, change: Callable[[Session], Session]) -> Update:
-    """A change to one session, computed in the store task from its latest committed value."""
-    return Update(Session, session_id, lambda s: change(s) if s is not None else None)
+def _patch_session(session_id: str, change: Callable[[Session], Session]) -> Update:
+    return patch(Session, session_id, change)
 
 
 def _with_error(error: str) -> Callable[[Session], Session]:
     return lambda s: attrs.evolve(s, last_error=error, updated_at=_time.now_iso())
-
-
-def _event_type(method: str) -> str:
-    return "app-server." + method.replace("/", ".")
 
 
 class SessionManager:
@@ -71,13 +63,12 @@ class SessionManager:
         self.store = store
         self.config = config
         self.provider = provider
-        self.thread_sessions: dict[str, str] = {
+        self._thread_sessions: dict[str, str] = {
             s.thread_id: s.session_id
             for s in store.list_sessions()
             if s.status == "active" and s.thread_id
         }
-        self.on_server_request_resolved: Any = None
-        self.turns = TurnBook(store, config, provider, tasks, self._sessions_of_thread)
+        self.turns = TurnBook(store, config, provider, tasks, self.sessions_of_thread)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -99,7 +90,12 @@ class SessionManager:
             raise NotActive(f"session {session_id!r} has no app-server thread", field="sessionId")
         return session
 
-    def _sessions_of_thread(self, thread_id: str) -> list[Session]:
+    def session_of_thread(self, thread_id: str) -> str | None:
+        """The id of the active session bound to ``thread_id``, if any."""
+        return self._thread_sessions.get(thread_id)
+
+    def sessions_of_thread(self, thread_id: str) -> list[Session]:
+        """Every active session on ``thread_id`` (normally one)."""
         return [
             s
             for s in self.store.list_sessions()
@@ -145,7 +141,7 @@ class SessionManager:
             settings=settings,
         )
         if session.thread_id:
-            self.thread_sessions[session.thread_id] = session.session_id
+            self._thread_sessions[session.thread_id] = session.session_id
         kind = "resumed" if thread_id else "created"
         await self.store.record(
             f"session.{kind}",
@@ -190,7 +186,7 @@ class SessionManager:
         if not turn.done.is_set():
             status = turn.status
             changes.append(
-                _patch(
+                _patch_session(
                     session_id,
                     lambda s: attrs.evolve(
                         s,
@@ -244,133 +240,6 @@ class SessionManager:
         with trio.move_on_after(timeout_s if timeout_s is not None else float("inf")):
             await self.store.wait(turn.done)
         return turn.result()
-
-    # ---- notifications -------------------------------------------------------------------
-
-    async def handle_notification(self, note: Notification) -> None:
-        """Map one app-server notification to an event and patch sessions and turns."""
-        params = note.params if isinstance(note.params, dict) else {}
-        method = note.method
-        thread_id = params.get("threadId")
-        session_id = self.thread_sessions.get(thread_id) if isinstance(thread_id, str) else None
-        turn_id = params.get("turnId")
-        turn_obj = params.get("turn") if isinstance(params.get("turn"), dict) else None
-        if turn_obj is not None:
-            turn_id = turn_obj.get("id")
-        records: list[Update] = []
-        ending: tuple[str, str | None, Any] | None = None
-        turn_error: JsonObject | None = None
-        level = "info"
-        message = f"App-server notification {method}."
-        turn = self.turns.turns.get(turn_id) if isinstance(turn_id, str) else None
-        if turn is not None:
-            turn.last_activity = trio.current_time()
-
-        if method == "item/agentMessage/delta":
-            delta = params.get("delta") or ""
-            item_id = params.get("itemId")
-            if turn is not None and isinstance(item_id, str) and isinstance(delta, str):
-                turn.agent_text[item_id] = turn.agent_text.get(item_id, "") + delta
-                turn.last_agent_item = item_id
-            message = f"delta: {preview(str(delta), 80)}"
-        elif method == "turn/started" and turn_obj is not None and isinstance(thread_id, str):
-            tid = str(turn_obj.get("id"))
-            if session_id is not None:
-                turn = self.turns.tracker(session_id, thread_id, tid)
-            started_status = str(turn_obj.get("status") or "inProgress")
-            records = [
-                _patch(
-                    s.session_id,
-                    lambda s: attrs.evolve(
-                        s,
-                        current_turn_id=tid,
-                        last_turn_id=tid,
-                        last_turn_status=started_status,
-                        updated_at=_time.now_iso(),
-                    ),
-                )
-                for s in self._sessions_of_thread(thread_id)
-            ]
-            message = f"App-server turn {tid} started."
-        elif method == "turn/completed" and turn_obj is not None and isinstance(thread_id, str):
-            tid = str(turn_obj.get("id"))
-            status = str(turn_obj.get("status") or "completed")
-            records = [
-                _patch(
-                    s.session_id,
-                    lambda s: attrs.evolve(
-                        s,
-                        current_turn_id=None if s.current_turn_id == tid else s.current_turn_id,
-                        last_turn_id=tid,
-                        last_turn_status=status,
-                        updated_at=_time.now_iso(),
-                    ),
-                )
-                for s in self._sessions_of_thread(thread_id)
-            ]
-            if turn is None and session_id is not None:
-                turn = self.turns.tracker(session_id, thread_id, tid)
-            if turn is not None:
-                ending = (status, final_agent_message(turn_obj), turn_obj.get("error"))
-            level = "error" if status == "failed" else "info"
-            message = f"App-server turn {tid} {status}."
-        elif method == "error" and isinstance(thread_id, str) and isinstance(turn_id, str):
-            will_retry = bool(params.get("willRetry"))
-            raw_error = params.get("error")
-            error: JsonObject = raw_error if isinstance(raw_error, dict) else {}
-            failed_turn = turn_id
-            records = [
-                _patch(
-                    s.session_id,
-                    lambda s: attrs.evolve(
-                        s,
-                        current_turn_id=(s.current_turn_id or failed_turn)
-                        if will_retry
-                        else (None if s.current_turn_id == failed_turn else s.current_turn_id),
-                        last_turn_id=failed_turn,
-                        last_turn_status="inProgress" if will_retry else "failed",
-                        last_error=str(error.get("message")) if error else s.last_error,
-                        updated_at=_time.now_iso(),
-                    ),
-                )
-                for s in self._sessions_of_thread(thread_id)
-            ]
-            if not will_retry:
-                turn_error = error
-            level = "warn" if will_retry else "error"
-            message = f"App-server turn {turn_id} error: {preview(str(error.get('message', '')))}"
-        elif method == "thread/status/changed" and isinstance(thread_id, str):
-            message = f"App-server thread {thread_id} status changed."
-        elif method == "serverRequest/resolved" and self.on_server_request_resolved is not None:
-            await self.on_server_request_resolved(params)
-
-        if records or method in ("turn/completed", "error"):
-            # State changes are on disk before anyone waiting on the turn is woken.
-            await self.store.record(
-                _event_type(method),
-                message,
-                level=level,  # type: ignore[arg-type]
-                detail=params,
-                session_id=session_id,
-                records=records,
-            )
-        else:
-            await self.store.emit(
-                _event_type(method),
-                message,
-                level=level,  # type: ignore[arg-type]
-                detail=params,
-                session_id=session_id,
-            )
-        if turn_error is not None and turn is not None:
-            turn.error = turn_error
-        if ending is not None and turn is not None and not turn.done.is_set():
-            # Committed: now the tracker may end and wake its waiters.
-            status, final, error_obj = ending
-            turn.status = status
-            turn.final_message = final or turn.result().final_message
-            turn.error = error_obj or turn.error
-            turn.done.set()
 
     # ---- settling ------------------------------------------------------------------------
 
@@ -432,7 +301,7 @@ class SessionManager:
                     detail={"sessionId": session.session_id, "threadId": session.thread_id},
                     session_id=session.session_id,
                     records=[
-                        _patch(
+                        _patch_session(
                             session.session_id,
                             lambda s: attrs.evolve(s, last_error=None, updated_at=_time.now_iso()),
                         )
@@ -448,7 +317,7 @@ class SessionManager:
                     level="error",
                     detail={"sessionId": session.session_id, "threadId": session.thread_id},
                     session_id=session.session_id,
-                    records=[_patch(session.session_id, _with_error(str(exc)))],
+                    records=[_patch_session(session.session_id, _with_error(str(exc)))],
                 )
 
     async def settle_orphaned_turns(self, client: AppServerClient, *, fresh_server: bool) -> None:
@@ -494,9 +363,9 @@ class SessionManager:
         result = await client.request("thread/start", dict(session.settings))
         thread_id = (result.get("thread") or {}).get("id")
         if session.thread_id:
-            self.thread_sessions.pop(session.thread_id, None)
+            self._thread_sessions.pop(session.thread_id, None)
         if thread_id:
-            self.thread_sessions[thread_id] = session.session_id
+            self._thread_sessions[thread_id] = session.session_id
         await self.store.record(
             "session.rebound",
             f"Session {session.session_id} had no turn yet; started thread {thread_id} for it.",
@@ -509,7 +378,7 @@ class SessionManager:
             },
             session_id=session.session_id,
             records=[
-                _patch(
+                _patch_session(
                     session.session_id,
                     lambda s: attrs.evolve(s, thread_id=thread_id, updated_at=_time.now_iso()),
                 )

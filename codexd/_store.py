@@ -84,6 +84,11 @@ class Update:
 Change = StoredRecord | Update
 
 
+def patch(kind: type[Any], key: str, change: Callable[[Any], Any]) -> Update:
+    """An :class:`Update` of an existing record (nothing happens if it does not exist)."""
+    return Update(kind, key, lambda current: change(current) if current is not None else None)
+
+
 def _key_of(record: _Keyed) -> str:
     if isinstance(record, Session):
         return record.session_id
@@ -589,19 +594,13 @@ class Store:
             Approval: self.approvals,
         }
         for item in batch:
-            for change in item.changes:
-                if isinstance(change, ChildState):
-                    child = change
-                    continue
-                if isinstance(change, Update):
-                    slot = (change.kind, change.key)
-                    current = records.get(slot) or committed[change.kind].get(change.key)
-                    new = change.change(current)
-                    if new is None:
-                        continue
-                else:
-                    new = change
-                records[(type(new), _key_of(new))] = new
+            try:
+                changed, child_change = self._evaluate(item, records, committed)
+            except Exception as exc:  # a faulty Update fails its own item, never the batch
+                self._fail(item, StoreError(f"a change could not be applied: {exc!r}"))
+                continue
+            records.update(changed)
+            child = child_change or child
             if item.meta:
                 meta.update(item.meta)
             if item.output is not None:
@@ -619,6 +618,32 @@ class Store:
             meta["last_seq"] = events[-1][0].seq
         reopen, self._reopen_requested = self._reopen_requested, False
         return _Prepared(events, records, child, meta, outputs, reopen)
+
+    @staticmethod
+    def _evaluate(
+        item: _Item,
+        records: Mapping[tuple[type, str], _Keyed],
+        committed: Mapping[type, Mapping[str, Any]],
+    ) -> tuple[dict[tuple[type, str], _Keyed], ChildState | None]:
+        """The records one item changes, evaluated on top of the batch so far."""
+        changed: dict[tuple[type, str], _Keyed] = {}
+        child: ChildState | None = None
+        for change in item.changes:
+            if isinstance(change, ChildState):
+                child = change
+                continue
+            if isinstance(change, Update):
+                slot = (change.kind, change.key)
+                current = (
+                    changed.get(slot) or records.get(slot) or committed[change.kind].get(change.key)
+                )
+                new = change.change(current)
+                if new is None:
+                    continue
+            else:
+                new = change
+            changed[(type(new), _key_of(new))] = new
+        return changed, child
 
     async def _commit(self, batch: list[_Item]) -> None:
         """Write the batch, retrying with backoff; apply it to memory once it is on disk."""

@@ -2,11 +2,13 @@
 
 One task (:meth:`AppServerSupervisor.run`) owns the connection's whole life, one incarnation at a
 time: spawn the child (or connect to the external endpoint), start the reader, ``initialize``,
-resume the active sessions, then open the lifecycle barrier so requests flow. When the connection
-ends it closes the barrier, settles turns in flight and pending approvals with the diagnostics
-(exit code, signal, trailing bytes, close source), and restarts per ``restart.policy`` with
-exponential backoff and jitter; too many restarts in ``restart.window_s`` leave the child
-``failed`` (the daemon keeps serving) until :meth:`restart` is called.
+let the :class:`Listener` resume the sessions, then open the lifecycle barrier so requests flow.
+When the connection ends it closes the barrier, tells the listener (with the diagnostics: exit
+code, signal, trailing bytes, close source), and restarts per ``restart.policy`` with
+exponential backoff and jitter. Its own life is the ``SUPERVISOR`` table of
+:mod:`codexd._states`: ``connecting -> ready -> backoff -> connecting ...``; too many restarts
+in ``restart.window_s``, or a failure retrying cannot fix, park it in ``failed`` (the daemon
+keeps serving) until :meth:`restart`.
 """
 
 from __future__ import annotations
@@ -14,30 +16,47 @@ from __future__ import annotations
 import random
 import signal
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import trio
 import trio_websocket
 
 from . import _time
-from ._approvals import ApprovalBroker
 from ._appserver import AppServerClient, CloseInfo
 from ._child import ChildExit, ChildSpec, ManagedChild
 from ._config import Config
-from ._errors import ChildSpawnError, CodexdError, StoreError, Unavailable
+from ._errors import ChildSpawnError, CodexdError, Unavailable
 from ._groups import unwrap_single
-from ._messages import Notification, ProtocolIssue, Request
-from ._process import kill_group, preview
-from ._records import ChildState
-from ._sessions import SessionManager
+from ._messages import JsonObject, Notification, ProtocolIssue, Request
+from ._process import kill_group
+from ._records import ChildState, ChildStatus
+from ._states import CHILD, SUPERVISOR
 from ._store import Store
-from ._tasks import describe_failure
 from ._transport import StdioTransport, Transport, WebSocketTransport
 
 #: First starts of app-servers sharing one CODEX_HOME are serialized (concurrent starts corrupt
 #: its SQLite state: openai/codex#35555). Keyed by CODEX_HOME within this process.
 _FIRST_START_LOCKS: dict[str, trio.Lock] = {}
+
+
+class Listener(Protocol):
+    """Who hears about the connection: the daemon's routes to sessions, turns, approvals."""
+
+    async def connected(self, client: AppServerClient, *, fresh_server: bool) -> None:
+        """After ``initialize``: resume threads, settle turns; requests still wait meanwhile."""
+
+    async def disconnected(self, diagnostics: JsonObject, *, server_survives: bool) -> None:
+        """The connection ended (the barrier is already closed)."""
+
+    async def notification(self, note: Notification) -> None:
+        """A notification; must not raise and must not wait on anything slow."""
+
+    def server_request(self, client: AppServerClient, request: Request) -> None:
+        """A server request; must not block (spawn a task)."""
+
+    async def issue(self, issue: ProtocolIssue) -> None:
+        """Garbage on the wire, or a late answer."""
 
 
 @attrs.frozen
@@ -53,59 +72,56 @@ class Backoff:
 
 
 class AppServerSupervisor:
-    """Owns the app-server connection; other components get it through :meth:`client`."""
+    """Owns the app-server connection; others get it through :meth:`client` (ClientProvider)."""
 
     def __init__(
-        self,
-        store: Store,
-        config: Config,
-        sessions: SessionManager,
-        broker: ApprovalBroker,
-        spec: ChildSpec | None,
+        self, store: Store, config: Config, listener: Listener, spec: ChildSpec | None
     ) -> None:
         self.store = store
         self.config = config
-        self.sessions = sessions
-        self.broker = broker
+        self.listener = listener
         self.spec = spec
+        self.state = "connecting"
+        self._changed = trio.Event()
         self._client: AppServerClient | None = None
-        self._ready = trio.Event()
-        self._settled = trio.Event()
-        self._stopping = False
         self._failed_reason: str | None = None
-        self._restart_requested = trio.Event()
+        self._settled = trio.Event()
         self._restart_times: deque[float] = deque()
         self.restart_count = 0
         self.child: ManagedChild | None = None
-        self._wake = trio.Event()
-        sessions.turns.on_wedged = self.kill_wedged
+
+    def _move(self, state: str) -> None:
+        self.state = SUPERVISOR.move(self.state, state)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _until_changed(self, timeout: float = float("inf")) -> None:
+        with trio.move_on_after(timeout):
+            await self._changed.wait()
+
+    @property
+    def stopping(self) -> bool:
+        return self.state in ("stopping", "stopped")
 
     @property
     def endpoint(self) -> str:
-        if self.config.child.strategy == "external":
-            return self.config.child.endpoint or ""
-        return "stdio://"
+        return self.config.child.endpoint_url
 
-    @property
-    def connected(self) -> bool:
-        return self._client is not None and self._ready.is_set()
+    # ---- what others use ---------------------------------------------------------------------
 
     async def client(self) -> AppServerClient:
         """The connected client; waits (bounded) while the app-server starts or restarts."""
-        if self._ready.is_set() and self._client is not None:
-            return self._client
-        if self._failed_reason is not None:
-            raise Unavailable(f"the app-server is not available: {self._failed_reason}")
-        with trio.move_on_after(self.config.turns.request_timeout_s):
-            while not (self._ready.is_set() and self._client is not None):
-                await self._ready.wait()
-                if self._client is None:
-                    await trio.lowlevel.checkpoint()
-            return self._client
-        raise Unavailable(
-            "the app-server did not become ready within"
-            f" {self.config.turns.request_timeout_s:g}s; try again"
-        )
+        limit = self.config.turns.request_timeout_s
+        with trio.move_on_after(limit):
+            while True:
+                if self.state == "ready" and self._client is not None:
+                    return self._client
+                if self.state == "failed":
+                    raise Unavailable(f"the app-server is not available: {self._failed_reason}")
+                if self.stopping:
+                    raise Unavailable("codexd is stopping")
+                await self._until_changed()
+        raise Unavailable(f"the app-server did not become ready within {limit:g}s; try again")
 
     async def wait_settled(self) -> None:
         """Until the first connection attempt succeeded or definitely failed."""
@@ -113,11 +129,12 @@ class AppServerSupervisor:
 
     def restart(self) -> None:
         """Operator action: leave the ``failed`` state and start the child again."""
-        self._failed_reason = None
         self._restart_times.clear()
-        self._restart_requested.set()
+        if self.state == "failed":
+            self._failed_reason = None
+            self._move("connecting")
 
-    async def kill_wedged(self, reason: str) -> None:
+    async def report_wedged(self, reason: str) -> None:
         """The app-server stopped answering: kill it so the restart policy brings it back."""
         child = self.child
         if child is None or child.process is None or child.exited.is_set():
@@ -132,9 +149,8 @@ class AppServerSupervisor:
 
     async def stop(self) -> None:
         """Stop for good: close the connection and stop the child (TERM, grace, KILL)."""
-        self._stopping = True
-        self._restart_requested.set()
-        self._wake.set()
+        if not self.stopping:
+            self._move("stopping")
         client = self._client
         if client is not None:
             with trio.move_on_after(1):
@@ -148,101 +164,102 @@ class AppServerSupervisor:
         task_status.started()
         attempt = 0
         try:
-            while not self._stopping:
+            while not self.stopping:
+                if self.state == "failed":
+                    await self._until_changed()  # restart() or stop()
+                    attempt = 0
+                    continue
                 started = trio.current_time()
                 outcome = await self._incarnation()
                 self._settled.set()
-                if self._stopping:
+                if self.stopping:
                     break
-                uptime = trio.current_time() - started
-                if uptime >= self.config.restart.min_uptime_s:
+                if trio.current_time() - started >= self.config.restart.min_uptime_s:
                     attempt = 0
                     self._restart_times.clear()
-                if outcome.get("fatal"):
-                    # A missing command or refused credentials will not fix themselves by
-                    # retrying: stay failed until an operator restarts it.
-                    await self._wait_for_restart_request()
-                    attempt = 0
-                    continue
-                if not self._should_restart(outcome):
-                    await self._wait_for_restart_request()
-                    attempt = 0
-                    continue
-                now = trio.current_time()
-                if not outcome.get("transient"):
-                    self._restart_times.append(now)
-                while (
-                    self._restart_times
-                    and now - self._restart_times[0] > self.config.restart.window_s
-                ):
-                    self._restart_times.popleft()
-                if len(self._restart_times) > self.config.restart.max_restarts:
-                    await self._give_up(outcome)
-                    await self._wait_for_restart_request()
-                    attempt = 0
+                reason = self._why_not_restart(outcome)
+                if reason is not None:
+                    self._failed_reason = reason
+                    # A spawn failure is recorded by the child; a policy stop needs no alarm.
+                    policy_stop = reason.startswith("the app-server ended")
+                    if not outcome.get("spawnFailed") and not policy_stop:
+                        await self._park(reason)
+                    self._move("failed")
                     continue
                 delay = Backoff(
                     self.config.restart.backoff_initial_s, self.config.restart.backoff_max_s
                 ).delay(attempt)
                 attempt += 1
                 self.restart_count += 1
-                await self.store.record(
-                    "child.restarting",
-                    f"Restarting the app-server in {delay:.2f}s (restart {self.restart_count}).",
-                    level="warn",
-                    detail={
-                        "delayS": round(delay, 3),
-                        "attempt": attempt,
-                        "restartCount": self.restart_count,
-                        "after": outcome,
-                    },
-                    records=[
-                        attrs.evolve(
-                            self.store.child_state,
-                            status="restarting",
-                            restart_count=self.restart_count,
-                        )
-                    ],
-                )
-                with trio.move_on_after(delay):
-                    await self._wake.wait()
+                self._move("backoff")
+                await self._record_restarting(delay, attempt, outcome)
+                await self._until_changed(delay)
+                if not self.stopping:
+                    self._move("connecting")
         finally:
+            if not self.stopping:
+                self._move("stopping")
+            self._move("stopped")
             self._settled.set()
 
-    def _should_restart(self, outcome: dict[str, Any]) -> bool:
+    def _why_not_restart(self, outcome: JsonObject) -> str | None:
+        """``None`` to restart after this outcome, else why the supervisor parks in failed."""
+        if outcome.get("fatal"):
+            # A missing command or refused credentials will not fix themselves by retrying.
+            return str(outcome.get("error"))
         policy = self.config.restart.policy
-        if policy == "never":
-            return False
-        if policy == "always":
-            return True
-        return not outcome.get("clean", False)
+        if policy == "never" or (policy == "on-failure" and outcome.get("clean")):
+            return f"the app-server ended and restart.policy is {policy!r}"
+        now = trio.current_time()
+        if not outcome.get("transient"):  # EMFILE and the like are not crashes
+            self._restart_times.append(now)
+        while self._restart_times and now - self._restart_times[0] > self.config.restart.window_s:
+            self._restart_times.popleft()
+        limit, window = self.config.restart.max_restarts, self.config.restart.window_s
+        if len(self._restart_times) > limit:
+            return f"restarted more than {limit} times within {window:g}s"
+        return None
 
-    async def _wait_for_restart_request(self) -> None:
-        self._restart_requested = trio.Event()
-        if self._stopping:
-            return
-        await self._restart_requested.wait()
-
-    async def _give_up(self, outcome: dict[str, Any]) -> None:
-        limit = self.config.restart.max_restarts
-        window = self.config.restart.window_s
-        self._failed_reason = f"restarted more than {limit} times within {window:g}s"
+    async def _record_restarting(self, delay: float, attempt: int, outcome: JsonObject) -> None:
         await self.store.record(
-            "child.restart.limit",
-            f"The app-server {self._failed_reason}; giving up until an operator restarts it.",
+            "child.restarting",
+            f"Restarting the app-server in {delay:.2f}s (restart {self.restart_count}).",
+            level="warn",
+            detail={
+                "delayS": round(delay, 3),
+                "attempt": attempt,
+                "restartCount": self.restart_count,
+                "after": outcome,
+            },
+            records=[self._child_state("restarting", restart_count=self.restart_count)],
+        )
+
+    def _child_state(self, status: ChildStatus, **changes: Any) -> ChildState:
+        current = self.store.child_state
+        return attrs.evolve(current, status=CHILD.move(current.status, status), **changes)
+
+    async def _park(self, reason: str) -> None:
+        """Record why the supervisor gives up until an operator restart."""
+        limit_hit = reason.startswith("restarted more than")
+        await self.store.record(
+            "child.restart.limit" if limit_hit else "child.failed",
+            f"The app-server {reason}; giving up until an operator restarts it."
+            if limit_hit
+            else f"The app-server is not restarted: {reason}.",
             level="error",
-            detail={"maxRestarts": limit, "windowS": window, "last": outcome},
+            detail={
+                "reason": reason,
+                "maxRestarts": self.config.restart.max_restarts,
+                "windowS": self.config.restart.window_s,
+            },
             records=[
-                attrs.evolve(
-                    self.store.child_state,
-                    status="failed",
-                    last_error=self._failed_reason,
-                    restart_count=self.restart_count,
-                )
+                self._child_state("failed", last_error=reason, restart_count=self.restart_count)
             ],
         )
 
-    async def _incarnation(self) -> dict[str, Any]:
+    # ---- one incarnation -----------------------------------------------------------------------
+
+    async def _incarnation(self) -> JsonObject:
         """One connection's life; returns how it ended. Never raises (but for cancellation).
 
         trio-websocket raises handshake rejections from its reader task into the nursery it was
@@ -251,68 +268,41 @@ class AppServerSupervisor:
         """
         try:
             with unwrap_single():
-                return await self._incarnation_inner()
+                outcome = await self._incarnation_inner()
         except trio_websocket.ConnectionRejected as exc:
             await self._record_connect_failed(exc)
             if exc.status_code in (401, 403):
-                # Retrying with the same credentials cannot succeed: stop here.
-                self._failed_reason = f"the app-server refused us (HTTP {exc.status_code})"
-                await self.store.save(ChildState(status="failed", last_error=self._failed_reason))
-                return {"clean": False, "fatal": True, "error": self._failed_reason}
-            return {"clean": False, "connectError": str(exc)}
+                # Retrying with the same credentials cannot succeed.
+                refused = f"the app-server refused us (HTTP {exc.status_code})"
+                return {"fatal": True, "error": refused}
+            return {"connectError": str(exc)}
         except (OSError, trio_websocket.HandshakeError) as exc:  # refused, DNS, bad URL
             await self._record_connect_failed(exc)
-            return {"clean": False, "connectError": str(exc)}
+            return {"connectError": str(exc)}
         except Exception as exc:  # a bug in codexd: keep serving, let the restart policy act
-            self._ready = trio.Event()
             self._client = None
-            diagnostics = {"source": "crash", "message": repr(exc), "stopping": self._stopping}
+            diagnostics = {"source": "crash", "message": repr(exc), "stopping": self.stopping}
             await self.store.record(
                 "app-server.incarnation.crashed",
                 f"The app-server connection failed unexpectedly: {exc!r}",
                 level="error",
                 detail=diagnostics,
             )
-            await self.sessions.connection_closed(diagnostics)
-            await self.broker.connection_closed()
-            return {"clean": False, **diagnostics}
+            await self.listener.disconnected(diagnostics, server_survives=False)
+            return diagnostics
+        return outcome
 
-    async def _incarnation_inner(self) -> dict[str, Any]:
+    async def _incarnation_inner(self) -> JsonObject:
         async with trio.open_nursery() as nursery:
-            transport: Transport
-            child_exit: ChildExit | None = None
-            if self.spec is not None:
-                stdio = StdioTransport()
-                child = ManagedChild(
-                    self.spec, self.store, on_stdout=stdio.feed, restart_count=self.restart_count
-                )
-                try:
-                    await nursery.start(child.run)
-                except ChildSpawnError as exc:
-                    if exc.transient:  # e.g. EMFILE: retried with backoff, not counted
-                        return {"clean": False, "transient": True, "error": str(exc)}
-                    self._failed_reason = str(exc)
-                    return {"clean": False, "fatal": True, "error": str(exc)}
-                self.child = child
-                assert child.process is not None and child.process.stdin is not None
-                stdio.attach_stdin(child.process.stdin)
-                transport = stdio
-            else:
-                # Connection errors (refused, DNS, HTTP rejection) are handled by _incarnation.
-                transport = await WebSocketTransport.connect(nursery, self.endpoint)
-                await self.store.save(
-                    ChildState(
-                        status="external",
-                        started_at=_time.now_iso(),
-                        restart_count=self.restart_count,
-                    )
-                )
+            transport = await self._open_transport(nursery)
+            if isinstance(transport, dict):
+                return transport  # the child could not be spawned
             client = AppServerClient(
                 transport,
                 request_timeout_s=self.config.turns.request_timeout_s,
-                on_notification=self._on_notification,
-                on_server_request=self._on_server_request,
-                on_issue=self._on_issue,
+                on_notification=self.listener.notification,
+                on_server_request=self.listener.server_request,
+                on_issue=self.listener.issue,
             )
             await nursery.start(client.run)
             if isinstance(transport, WebSocketTransport):
@@ -327,36 +317,69 @@ class AppServerSupervisor:
                 await client.closed.wait()
             else:
                 self._client = client
-                self._ready.set()
+                if not self.stopping:
+                    self._move("ready")
                 self._settled.set()
                 await client.closed.wait()
             # The connection is gone: close the barrier first, then settle what was in flight.
-            self._ready = trio.Event()
             self._client = None
-            if self.spec is not None and self.child is not None:
-                with trio.move_on_after(self.config.stop.grace_s + 2):
-                    await self.child.finished.wait()
-                if not self.child.finished.is_set():
-                    # The connection is gone but the child lingers (e.g. it closed stdout).
-                    self.child.request_stop()
-                    await self.child.finished.wait()
-                child_exit = self.child.exit
+            child_exit = await self._child_gone()
             info = client.close_info or CloseInfo("unknown", "connection ended")
             diagnostics = self._diagnostics(info, child_exit)
             await self.store.record(
                 "app-server.transport.closed",
                 f"App-server transport closed via {info.source}: {info.message}.",
-                level="info" if self._stopping else "warn",
+                level="info" if self.stopping else "warn",
                 detail=diagnostics,
             )
             # An external server outlives our connection: its turns go on and it replays the
             # requests still pending once we resume the threads.
-            survives = self.spec is None and not self._stopping
-            await self.sessions.connection_closed(diagnostics, server_survives=survives)
-            await self.broker.connection_closed(server_survives=survives)
+            survives = self.spec is None and not self.stopping
+            await self.listener.disconnected(diagnostics, server_survives=survives)
             nursery.cancel_scope.cancel()
         clean = child_exit is not None and child_exit.code == 0 and child_exit.signal is None
-        return {"clean": clean and self.config.child.strategy != "external", **diagnostics}
+        return {"clean": clean and self.spec is not None, **diagnostics}
+
+    async def _open_transport(self, nursery: trio.Nursery) -> Transport | JsonObject:
+        """Spawn the child and attach to its stdio, or connect to the external endpoint."""
+        if self.spec is None:
+            # Connection errors (refused, DNS, HTTP rejection) are handled by _incarnation.
+            transport = await WebSocketTransport.connect(nursery, self.endpoint)
+            await self.store.save(
+                ChildState(
+                    status=CHILD.move(self.store.child_state.status, "external"),
+                    started_at=_time.now_iso(),
+                    restart_count=self.restart_count,
+                )
+            )
+            return transport
+        stdio = StdioTransport()
+        child = ManagedChild(
+            self.spec, self.store, on_stdout=stdio.feed, restart_count=self.restart_count
+        )
+        try:
+            await nursery.start(child.run)
+        except ChildSpawnError as exc:
+            if exc.transient:  # e.g. EMFILE: retried with backoff, not counted
+                return {"transient": True, "error": str(exc)}
+            return {"fatal": True, "spawnFailed": True, "error": str(exc)}
+        self.child = child
+        assert child.process is not None and child.process.stdin is not None
+        stdio.attach_stdin(child.process.stdin)
+        return stdio
+
+    async def _child_gone(self) -> ChildExit | None:
+        """After the connection ended: wait (bounded) for the child's exit to be recorded."""
+        child = self.child
+        if self.spec is None or child is None:
+            return None
+        with trio.move_on_after(self.config.stop.grace_s + 2):
+            await child.finished.wait()
+        if not child.finished.is_set():
+            # The connection is gone but the child lingers (e.g. it closed stdout).
+            child.request_stop()
+            await child.finished.wait()
+        return child.exit
 
     async def _keepalive(self, transport: WebSocketTransport, client: AppServerClient) -> None:
         """Ping an external server; no pong within the deadline means the link is dead.
@@ -378,7 +401,7 @@ class AppServerSupervisor:
                 await transport.aclose()
                 return
 
-    def _diagnostics(self, info: CloseInfo, child_exit: ChildExit | None) -> dict[str, Any]:
+    def _diagnostics(self, info: CloseInfo, child_exit: ChildExit | None) -> JsonObject:
         return {
             "source": info.source,
             "message": info.message,
@@ -389,7 +412,7 @@ class AppServerSupervisor:
             "childSignal": child_exit.signal if child_exit else None,
             "childPid": self.child.pid if self.child else None,
             "childStderrTail": child_exit.stderr_tail[-1000:] if child_exit else None,
-            "stopping": self._stopping,
+            "stopping": self.stopping,
         }
 
     async def _handshake(self, client: AppServerClient) -> None:
@@ -408,9 +431,7 @@ class AppServerSupervisor:
                 "codexHome": result.get("codexHome"),
             },
         )
-        await self.sessions.resume_sessions(client)
-        await self.sessions.settle_orphaned_turns(client, fresh_server=self.spec is not None)
-        self.broker.reconnected()
+        await self.listener.connected(client, fresh_server=self.spec is not None)
 
     async def _record_connect_failed(self, exc: BaseException) -> None:
         await self.store.record(
@@ -418,37 +439,4 @@ class AppServerSupervisor:
             f"Could not connect to the app-server at {self.endpoint}: {exc}",
             level="error",
             detail={"endpoint": self.endpoint, "error": str(exc)},
-        )
-
-    # ---- routing (called by the reader; must not block on humans) ------------------------
-
-    async def _on_notification(self, note: Notification) -> None:
-        # Contained: the reader must outlive any failure to handle one notification.
-        try:
-            await self.sessions.handle_notification(note)
-        except StoreError:
-            self.store.dropped_events += 1  # degraded: counted in daemon/status
-        except Exception as exc:
-            await self.store.emit(
-                "app-server.notification.failed",
-                f"Could not handle {note.method}: {describe_failure(exc)}",
-                level="error",
-                detail={"method": note.method, "error": describe_failure(exc)},
-            )
-
-    def _on_server_request(self, client: AppServerClient, request: Request) -> None:
-        self.broker.handle_request(client, request)
-
-    async def _on_issue(self, issue: ProtocolIssue) -> None:
-        await self.store.emit(
-            "app-server.protocol.issue",
-            f"App-server sent a bad line ({issue.kind}): {preview(issue.preview, 100)}",
-            level="warn",
-            detail={
-                "kind": issue.kind,
-                "detail": issue.detail,
-                "line": issue.line_no,
-                "size": issue.size,
-                "preview": issue.preview,
-            },
         )

@@ -3,14 +3,14 @@
 Each turn has a :class:`Turn` tracker fed by the session manager's notification handler. Its
 idle watchdog, reset by every event of the turn, fires after ``turns.idle_timeout_s``: the turn
 is read back with ``thread/read`` and settled from the persisted status; if it still runs, a
-bounded ``turn/interrupt``; if even that gets no answer the app-server is wedged and
-``on_wedged`` restarts it; if the turn still has not ended it is failed with diagnostics.
+bounded ``turn/interrupt``; if even that gets no answer the app-server is reported wedged (the
+supervisor restarts it); if the turn still has not ended it is failed with diagnostics.
 codexd never resends a turn itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -21,7 +21,8 @@ from ._appserver import AppServerClient
 from ._config import Config
 from ._errors import AppServerTimeout, CodexdError
 from ._records import FINAL_TURN_STATUSES, Session, TurnResult
-from ._store import Store, Update
+from ._states import TURN
+from ._store import Store, patch
 from ._tasks import TaskHost
 
 JsonObject = dict[str, Any]
@@ -40,6 +41,10 @@ class ClientProvider(Protocol):
         """A connected, initialized client; waits behind the lifecycle barrier (bounded)."""
         ...
 
+    async def report_wedged(self, reason: str) -> None:
+        """The app-server does not even answer an interrupt: restart it (it is wedged)."""
+        ...
+
 
 @attrs.define
 class Turn:
@@ -55,6 +60,32 @@ class Turn:
     last_agent_item: str | None = None
     last_activity: float = 0.0
     done: trio.Event = attrs.field(factory=trio.Event)
+
+    def touch(self) -> None:
+        """An event of this turn arrived: the idle watchdog starts over."""
+        self.last_activity = trio.current_time()
+
+    def add_delta(self, item_id: str, delta: str) -> None:
+        """Streamed agent text, kept so a turn settled without its final message still has it."""
+        self.agent_text[item_id] = self.agent_text.get(item_id, "") + delta
+        self.last_agent_item = item_id
+
+    def end(self, status: str, *, final_message: str | None = None, error: Any = None) -> None:
+        """The turn ended (committed): move by the TURN table and wake its waiters.
+
+        A status the table does not know (a newer app-server's) counts as ``failed``.
+        """
+        if self.done.is_set():
+            return
+        if status not in TURN.states:
+            error = error or {"message": f"the app-server ended the turn as {status!r}"}
+            status = "failed"
+        self.status = TURN.move(self.status, status)
+        if final_message is not None:
+            self.final_message = final_message
+        if error is not None:
+            self.error = error
+        self.done.set()
 
     def result(self) -> TurnResult:
         message = self.final_message
@@ -89,10 +120,9 @@ class TurnBook:
         self._tasks = tasks
         self._sessions_of_thread = sessions_of_thread
         self.turns: dict[str, Turn] = {}
-        #: Called with a reason when the app-server stops answering (set by the supervisor).
-        self.on_wedged: Callable[[str], Awaitable[None]] | None = None
 
     def get(self, turn_id: Any) -> Turn | None:
+        """The tracker of ``turn_id`` (any value a notification may hold), if codexd has one."""
         return self.turns.get(turn_id) if isinstance(turn_id, str) else None
 
     async def interrupt(self, turn: Turn, *, reason: str) -> None:
@@ -113,10 +143,10 @@ class TurnBook:
                     detail={"turnId": turn.turn_id, "reason": reason, "error": str(exc)},
                     session_id=turn.session_id,
                 )
-            if isinstance(exc, AppServerTimeout) and self.on_wedged is not None:
+            if isinstance(exc, AppServerTimeout):
                 # The server does not even answer an interrupt: it is wedged (stopped, stuck).
                 # Restarting it fails this turn with diagnostics and resumes the sessions.
-                await self.on_wedged(f"turn/interrupt of {turn.turn_id} timed out")
+                await self.provider.report_wedged(f"turn/interrupt of {turn.turn_id} timed out")
         with trio.move_on_after(bound):
             await turn.done.wait()
         if not turn.done.is_set():
@@ -144,19 +174,15 @@ class TurnBook:
             return
         turn_id = turn.turn_id
         records = [
-            Update(
+            patch(
                 Session,
                 s.session_id,
-                lambda s: (
-                    None
-                    if s is None
-                    else attrs.evolve(
-                        s,
-                        current_turn_id=None if s.current_turn_id == turn_id else s.current_turn_id,
-                        last_turn_id=turn_id,
-                        last_turn_status=status,
-                        updated_at=_time.now_iso(),
-                    )
+                lambda s: attrs.evolve(
+                    s,
+                    current_turn_id=None if s.current_turn_id == turn_id else s.current_turn_id,
+                    last_turn_id=turn_id,
+                    last_turn_status=status,
+                    updated_at=_time.now_iso(),
                 ),
             )
             for s in self._sessions_of_thread(turn.thread_id)
@@ -177,14 +203,7 @@ class TurnBook:
             session_id=turn.session_id,
             records=records,
         )
-        if turn.done.is_set():
-            return  # it ended by itself while this was being written
-        turn.status = status
-        if final_message is not None:
-            turn.final_message = final_message
-        if error is not None:
-            turn.error = error
-        turn.done.set()
+        turn.end(status, final_message=final_message, error=error)
 
     async def _watchdog(self, turn: Turn) -> None:
         try:
