@@ -1,10 +1,33 @@
 """codexd: a local supervisor for OpenAI's Codex app-server.
 
-The public API is this flat namespace, :mod:`codexd.client` (talk to a running daemon) and
-:mod:`codexd.testing` (a kit to test programs that use codexd). Modules whose names start with
-``_`` are private: their contents may change in any release.
+The public API is this flat namespace (with the typed client: ``async with codexd.connect()``
+for Trio, ``codexd.connect_sync()`` for everyone else), :mod:`codexd.client` (the low-level
+client) and :mod:`codexd.testing` (a kit to test programs that use codexd). Modules whose
+names start with ``_`` are private: their contents may change in any release.
 """
 
+from ._client_events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    CommandCompleted,
+    CommandOutput,
+    ItemCompleted,
+    ItemStarted,
+    OtherRunEvent,
+    OtherTurnEvent,
+    RunEvent,
+    RunFinished,
+    RunItem,
+    RunStatusChanged,
+    TextDelta,
+    TurnCompleted,
+    TurnEvent,
+    TurnStarted,
+    TurnWarning,
+    UsageUpdated,
+)
+from ._client_handles import ApprovalStream, RunHandle, RunStream, TurnHandle, TurnStream
+from ._client_stream import EventStream
 from ._config import (
     ApiConfig,
     ApprovalsConfig,
@@ -20,9 +43,12 @@ from ._config import (
 )
 from ._daemon import Daemon, open_daemon
 from ._errors import (
+    ApiError,
+    CallTimeout,
     ChildSpawnError,
     CodexdError,
     ConfigError,
+    DaemonUnreachable,
     IllegalTransition,
     InvalidRequest,
     ListenError,
@@ -73,46 +99,80 @@ from ._records import (
     TurnResult,
     Unsubscribed,
 )
+from ._schema import api_schema
 from ._subscriptions import EventFilter, Subscription
+from ._sync_client import (
+    SyncApprovalStream,
+    SyncClient,
+    SyncEventStream,
+    SyncRunHandle,
+    SyncRunStream,
+    SyncTurnHandle,
+    SyncTurnStream,
+    connect_sync,
+)
+from ._typed_client import CLIENT_METHODS, ApprovalPolicy, Client, connect
 from ._version import __version__
 
 __all__ = [
+    "CLIENT_METHODS",
     "ApiConfig",
+    "ApiError",
     "Approval",
+    "ApprovalDecided",
     "ApprovalList",
     "ApprovalListParams",
+    "ApprovalPolicy",
+    "ApprovalRequested",
     "ApprovalRespondParams",
+    "ApprovalStream",
     "ApprovalsConfig",
+    "CallTimeout",
     "ChildConfig",
     "ChildSpawnError",
     "ChildState",
+    "Client",
     "CodexdError",
+    "CommandCompleted",
+    "CommandOutput",
     "Config",
     "ConfigError",
     "Daemon",
     "DaemonInfo",
+    "DaemonUnreachable",
     "Event",
     "EventFilter",
     "EventPage",
+    "EventStream",
     "EventsConfig",
     "EventsListParams",
     "EventsSubscribeParams",
     "EventsUnsubscribeParams",
     "IllegalTransition",
     "InvalidRequest",
+    "ItemCompleted",
+    "ItemStarted",
     "ListenError",
     "LogConfig",
     "NoParams",
     "NotActive",
     "NotFound",
+    "OtherRunEvent",
+    "OtherTurnEvent",
     "RestartConfig",
     "Restarting",
     "Run",
     "RunCreateParams",
+    "RunEvent",
+    "RunFinished",
+    "RunHandle",
+    "RunItem",
     "RunList",
     "RunListParams",
     "RunOptions",
     "RunRef",
+    "RunStatusChanged",
+    "RunStream",
     "RunWaitParams",
     "RunsConfig",
     "Session",
@@ -129,16 +189,34 @@ __all__ = [
     "Subscribed",
     "SubscriberOverflow",
     "Subscription",
+    "SyncApprovalStream",
+    "SyncClient",
+    "SyncEventStream",
+    "SyncRunHandle",
+    "SyncRunStream",
+    "SyncTurnHandle",
+    "SyncTurnStream",
+    "TextDelta",
     "TurnAccepted",
+    "TurnCompleted",
+    "TurnEvent",
+    "TurnHandle",
     "TurnOptions",
     "TurnResult",
     "TurnStartParams",
+    "TurnStarted",
+    "TurnStream",
     "TurnWaitParams",
+    "TurnWarning",
     "TurnsConfig",
     "Unavailable",
     "Unsubscribed",
+    "UsageUpdated",
     "WrongMode",
     "__version__",
+    "api_schema",
+    "connect",
+    "connect_sync",
     "load_config",
     "open_daemon",
 ]

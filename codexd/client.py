@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 import trio_websocket
 
@@ -37,6 +38,7 @@ __all__ = [
     "ApiError",
     "CallTimeout",
     "DaemonUnreachable",
+    "RawSubscription",
     "open_client",
     "read_api_info",
 ]
@@ -73,7 +75,7 @@ class ApiClient:
             framed=True,
             request_timeout_s=None,
         )
-        self._events: dict[str, trio.MemorySendChannel[Any]] = {}
+        self._events: dict[str, _Sink] = {}
         # Notifications that arrived before the reply naming their subscription (older
         # daemons stream before they reply): kept, bounded, until the reply claims them.
         self._early: dict[str, deque[Any]] = {}
@@ -95,9 +97,12 @@ class ApiClient:
         except trio_websocket.ConnectionClosed as exc:
             reason = exc.reason
             self.closed_reason = f"{reason.code} {reason.reason or ''}" if reason else "closed"
-        self.peer.close(self.closed_reason or "closed")
-        for channel in self._events.values():
-            channel.close()
+        finally:
+            # Also when cancelled (the connection is being closed): nothing waits forever.
+            self.closed_reason = self.closed_reason or "closed"
+            self.peer.close(self.closed_reason)
+            for sink in self._events.values():
+                sink.send.close()
 
     # ---- the peer's handlers ----------------------------------------------------------------
 
@@ -126,21 +131,22 @@ class ApiClient:
             item = {"dropped": True, **params}
         else:
             return
-        channel = self._events.get(sub_id)
-        if channel is None:
+        sink = self._events.get(sub_id)
+        if sink is None:
             if len(self._early) < 8 or sub_id in self._early:
                 early = self._early.setdefault(sub_id, deque(maxlen=EARLY_BUFFER))
                 early.append(item)
             return
-        self._deliver(sub_id, channel, item)
+        self._deliver(sub_id, sink, item)
 
-    def _deliver(self, sub_id: str, channel: trio.MemorySendChannel[Any], item: Any) -> None:
+    def _deliver(self, sub_id: str, sink: _Sink, item: Any) -> None:
         try:
-            channel.send_nowait(item)
+            sink.send.send_nowait(item)
         except trio.WouldBlock:
-            # The caller does not keep up: end its stream with a dropped marker.
+            # The caller does not keep up: end its stream (it resumes from its last seq).
             self._events.pop(sub_id, None)
-            channel.close()
+            sink.overflowed = True
+            sink.send.close()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._events.pop(sub_id, None)  # the caller stopped iterating
 
@@ -174,7 +180,7 @@ class ApiClient:
         except TransportClosed as exc:
             raise DaemonUnreachable(f"the connection to the daemon was lost: {exc}") from None
 
-    async def subscribe(
+    async def open_subscription(
         self,
         since: int | None = None,
         *,
@@ -182,11 +188,17 @@ class ApiClient:
         session_id: str | None = None,
         run_id: str | None = None,
         buffer: int = SUBSCRIPTION_BUFFER,
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """Events (as camelCase dicts); a ``{"dropped": True, "lastSeq": N}`` item if dropped.
+    ) -> RawSubscription:
+        """Subscribe and return the subscription's channel of raw items (camelCase dicts).
 
-        Leaving the loop early unsubscribes.
+        The channel yields event dicts, then a ``{"dropped": True, "lastSeq": N, ...}`` item if
+        the daemon dropped the subscription; it ends (``EndOfChannel``) when the connection
+        closes, or at once if this client's own ``buffer`` overflowed (the caller did not keep
+        up; :attr:`RawSubscription.overflowed` says so). Close it with
+        :meth:`RawSubscription.aclose`.
         """
+        if buffer < 1:
+            raise ValueError("buffer must be at least 1")
         send, receive = trio.open_memory_channel[Any](buffer)
         params: dict[str, Any] = {
             "since": since,
@@ -198,25 +210,84 @@ class ApiClient:
             "events/subscribe", {k: v for k, v in params.items() if v is not None}
         )
         sub_id = result["subscriptionId"]
-        self._events[sub_id] = send
+        last_seq = result.get("lastSeq")
+        sink = _Sink(send)
+        self._events[sub_id] = sink
         for item in self._early.pop(sub_id, ()):
-            self._deliver(sub_id, send, item)
+            self._deliver(sub_id, sink, item)
+        if self.closed_reason is not None:
+            send.close()  # the connection ended while we subscribed
+        return RawSubscription(
+            self, sub_id, last_seq if isinstance(last_seq, int) else None, sink, receive
+        )
+
+    async def subscribe(
+        self,
+        since: int | None = None,
+        *,
+        type_prefix: str | None = None,
+        session_id: str | None = None,
+        run_id: str | None = None,
+        buffer: int = SUBSCRIPTION_BUFFER,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Events (as camelCase dicts); a ``{"dropped": True, "lastSeq": N}`` item if dropped.
+
+        Leaving the loop early unsubscribes. (:func:`codexd.connect` offers typed events that
+        resume by themselves.)
+        """
+        sub = await self.open_subscription(
+            since, type_prefix=type_prefix, session_id=session_id, run_id=run_id, buffer=buffer
+        )
         last = since or 0
         try:
-            async with receive:
-                async for event in receive:
+            async with sub.receive:
+                async for event in sub.receive:
                     if isinstance(event, dict) and isinstance(event.get("seq"), int):
                         last = event["seq"]
                     yield event
-            if sub_id not in self._events and self.closed_reason is None:
+            if sub.overflowed:
                 # Our own buffer overflowed (see _deliver): say so like the daemon would.
-                yield {"dropped": True, "subscriptionId": sub_id, "lastSeq": last}
+                yield {"dropped": True, "subscriptionId": sub.subscription_id, "lastSeq": last}
         finally:
-            self._events.pop(sub_id, None)
-            send.close()
-            if self.closed_reason is None:
-                with trio.CancelScope(shield=True), trio.move_on_after(2), suppress(CodexdError):
-                    await self.call("events/unsubscribe", {"subscriptionId": sub_id})
+            await sub.aclose()
+
+
+@attrs.define(eq=False)
+class _Sink:
+    send: trio.MemorySendChannel[Any]
+    overflowed: bool = False
+
+
+@attrs.define(eq=False)
+class RawSubscription:
+    """One ``events/subscribe`` of an :class:`ApiClient`: its id and its channel of raw items."""
+
+    client: ApiClient
+    subscription_id: str
+    #: The daemon's last committed seq when the subscription started.
+    last_seq: int | None
+    _sink: _Sink
+    receive: trio.MemoryReceiveChannel[Any]
+
+    @property
+    def overflowed(self) -> bool:
+        """True if this client's buffer overflowed and the channel was closed for it."""
+        return self._sink.overflowed
+
+    def detach(self) -> None:
+        """Stop delivering at once; a task waiting on :attr:`receive` gets ClosedResourceError."""
+        self.client._events.pop(self.subscription_id, None)
+        self._sink.send.close()
+        self.receive.close()
+
+    async def aclose(self) -> None:
+        """Stop delivering and unsubscribe (bounded; a lost connection needs nothing)."""
+        self.detach()
+        if self.client.closed_reason is None:
+            with trio.CancelScope(shield=True), trio.move_on_after(2), suppress(CodexdError):
+                await self.client.call(
+                    "events/unsubscribe", {"subscriptionId": self.subscription_id}
+                )
 
 
 def read_api_info(state_dir: Path | str) -> tuple[str, str]:
