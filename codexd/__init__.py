@@ -63,6 +63,7 @@ from ._errors import (
 from ._params import (
     ApprovalListParams,
     ApprovalRespondParams,
+    Decision,
     EventsListParams,
     EventsSubscribeParams,
     EventsUnsubscribeParams,
@@ -140,6 +141,7 @@ __all__ = [
     "Daemon",
     "DaemonInfo",
     "DaemonUnreachable",
+    "Decision",
     "Event",
     "EventFilter",
     "EventPage",

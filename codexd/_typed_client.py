@@ -111,10 +111,10 @@ class Client:
 
     async def _connection(self) -> ApiClient:
         api = self._api
-        if api is None or api.closed_reason is not None:
+        if api is None or api.is_closed:
             async with self._lock:
                 api = self._api
-                if api is None or api.closed_reason is not None:
+                if api is None or api.is_closed:
                     if api is not None:
                         self._links.release(api)
                     self._api = api = await self._links.open()

@@ -82,6 +82,11 @@ class ApiClient:
         self.default_timeout = default_timeout
         self.closed_reason: str | None = None
 
+    @property
+    def is_closed(self) -> bool:
+        """True once the connection is closed (or its closing handshake has begun)."""
+        return self.closed_reason is not None or self._ws.closed is not None
+
     async def _write(self, data: bytes | str) -> None:
         text = data if isinstance(data, str) else data.decode()
         try:
