@@ -29,12 +29,14 @@ class Received:
     """What the client got: (method, result) of calls, (method, params) of notifications."""
 
     results: list[tuple[str, Any]] = attrs.field(factory=list)
+    called: set[str] = attrs.field(factory=set)
     notifications: list[tuple[str, Any]] = attrs.field(factory=list)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         call, notified = ApiClient.call, ApiClient.on_notification
 
         async def recording_call(self_: ApiClient, method: str, *args: Any, **kw: Any) -> Any:
+            self.called.add(method)
             result = await call(self_, method, *args, **kw)
             self.results.append((method, result))
             return result
@@ -76,6 +78,8 @@ class Served:
     state_dir: Path
     work: Path
     serve: Serve
+    #: The variables that point Codex at the fake model (give them to runs: ``env=``).
+    env: dict[str, str]
 
     async def restart(self) -> None:
         """Stop the daemon (SIGTERM) and start it again on the same state directory."""
@@ -115,7 +119,7 @@ async def served(
         work.mkdir(exist_ok=True)
         async with trio.open_nursery() as nursery:
             serve = await start_serve(nursery, ["--config", str(config), "serve"])
-            s = Served(nursery, provider, config, tmp_path / "state", work, serve)
+            s = Served(nursery, provider, config, tmp_path / "state", work, serve, home.env({}))
             try:
                 yield s
             finally:
