@@ -365,10 +365,11 @@ def run_event(event: Event) -> RunEvent:
     if kind == "run.item":
         return RunItem(_str(detail.get("type")) or "", detail, event)
     status = kind.removeprefix("run.")
-    if kind.startswith("run.") and status in FINAL_RUN_STATUSES:
+    final = detail.get("status")
+    if kind.startswith("run.") and final in FINAL_RUN_STATUSES:  # run.completed, run.invalid...
         exit_code = detail.get("exitCode")
         return RunFinished(
-            status,
+            str(final),
             _str(detail.get("error")),
             exit_code if isinstance(exit_code, int) else None,
             event,

@@ -7,7 +7,7 @@ tests can check them all against the API's JSON Schema.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,9 @@ class Served:
         self.serve = await start_serve(self.nursery, ["--config", str(self.config), "serve"])
 
 
-def write_config(tmp_path: Path, env: dict[str, str], extra: list[str]) -> Path:
+def write_config(
+    tmp_path: Path, env: dict[str, str], extra: list[str], api: Sequence[str] = ()
+) -> Path:
     state = tmp_path / "state"
     lines = [
         f'state_dir = "{state}"',
@@ -95,6 +97,7 @@ def write_config(tmp_path: Path, env: dict[str, str], extra: list[str]) -> Path:
         "env = {" + ", ".join(f'{k} = "{v}"' for k, v in env.items()) + "}",
         "[api]",
         'listen = "ws://127.0.0.1:0"',
+        *api,
         "[stop]",
         "grace_s = 2",
         *extra,
@@ -110,11 +113,14 @@ async def served(
     *replies: Reply,
     default: Reply | None = None,
     approvals: str = "accept",
+    subscriber_buffer: int | None = None,
 ) -> AsyncIterator[Served]:
     """``codexd serve`` with the real binary answered by a fake model scripted ``replies``."""
     async with open_fake_provider(*replies, default=default) as provider:
         home = write_codex_home(tmp_path / "codex", base_url=provider.base_url)
-        config = write_config(tmp_path, home.env({}), ["[approvals]", f'policy = "{approvals}"'])
+        api = [] if subscriber_buffer is None else [f"subscriber_buffer = {subscriber_buffer}"]
+        approval = ["[approvals]", f'policy = "{approvals}"']
+        config = write_config(tmp_path, home.env({}), approval, api)
         work = tmp_path / "work"
         work.mkdir(exist_ok=True)
         async with trio.open_nursery() as nursery:

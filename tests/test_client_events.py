@@ -92,3 +92,45 @@ async def test_open_client_accepts_str_and_path(tmp_path: Path) -> None:
     with pytest.raises(codexd.DaemonUnreachable, match="no running daemon"):
         async with codexd.connect(str(tmp_path / "nowhere")):
             pass
+
+
+TEXT = "Many small chunks of text, one character each, to stream in bursts. " * 4
+
+
+async def test_stream_dropped_by_the_daemon_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a one-event subscriber buffer the daemon drops a live subscriber as soon as one
+    commit holds two of its events (events/dropped, close 4008); the stream resumes each time
+    and misses nothing."""
+    received = Received()
+    received.install(monkeypatch)
+    async with served(
+        tmp_path, default=Reply.text(TEXT, deltas=list(TEXT)), subscriber_buffer=1
+    ) as s:
+        with trio.fail_after(120):
+            async with codexd.connect(s.state_dir) as client:
+                session = await client.create_session(cwd=s.work)
+                since = await client.last_seq()
+                got: list[Event] = []
+                async with client.events(since, session_id=session.session_id) as stream:
+                    for turn in range(5):  # a drop needs two events in one commit: soon
+                        handle = await client.start_turn(session.session_id, f"Talk {turn}.")
+                        async for event in stream:
+                            got.append(event)
+                            done = (event.detail or {}).get("turn", {}).get("id")
+                            if event.type == "app-server.turn.completed" and done == (
+                                handle.turn_id
+                            ):
+                                break
+                        if stream.reconnects:
+                            break
+                    reconnects = stream.reconnects
+                page = await client.list_events(
+                    after=since, session_id=session.session_id, limit=5000
+                )
+    assert reconnects >= 1
+    assert any(method == "events/dropped" for method, _ in received.notifications)
+    stored = [e.seq for e in page.events if e.seq <= got[-1].seq]
+    assert [e.seq for e in got] == stored, "gap or duplicate after events/dropped"
+    received.check_schema()
