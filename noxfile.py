@@ -50,11 +50,12 @@ def faults(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.run(sys.executable, "-m", "ruff", "check", "codexd", "tests", "bench", "noxfile.py")
-    session.run(
-        sys.executable, "-m", "ruff", "format", "--check", "codexd", "tests", "bench", "noxfile.py"
-    )
+    """ruff, the layout rules (no import cycle, no module over 600 lines) and no dead code."""
+    paths = ("codexd", "tests", "bench", "tools", "noxfile.py")
+    session.run(sys.executable, "-m", "ruff", "check", *paths)
+    session.run(sys.executable, "-m", "ruff", "format", "--check", *paths)
+    session.run(sys.executable, "tools/check_layout.py")
+    session.run(sys.executable, "-m", "vulture", "codexd", "--min-confidence", "80")
 
 
 @nox.session(python=False)

@@ -6,8 +6,7 @@ parameter when there is one. No two classes share a code::
 
     CodexdError                     -32000
     ├── ProtocolError               -32600  a JSON-RPC peer broke the protocol (or we did)
-    │   ├── LocalProtocolError              codexd misused the sans-IO core (a bug here)
-    │   └── RemoteProtocolError             the peer sent what cannot be recovered from
+    │   └── LocalProtocolError              codexd misused the sans-IO core (a bug here)
     ├── InvalidRequest              -32602  bad params; ``field`` names the path
     ├── IllegalTransition           -32603  a status change its state table forbids (a bug)
     ├── ConfigError                 -32010
@@ -53,11 +52,6 @@ class ProtocolError(CodexdError):
 class LocalProtocolError(ProtocolError):
     """This side misused the sans-IO core: params that are not an object, a value JSON cannot
     encode, data fed after EOF. A bug in codexd, never the peer's fault."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer broke the protocol beyond recovery (every garbage line today is recoverable and
-    comes back as a ``ProtocolIssue`` event instead; this exists for ``except`` clauses)."""
 
 
 class InvalidRequest(CodexdError):
