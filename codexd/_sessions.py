@@ -253,7 +253,9 @@ class SessionManager:
             out.update(interruptedTurnId=turn_id, turnStatus=turn.status)
         if self._thread_sessions.get(thread_id) == session.session_id:
             del self._thread_sessions[thread_id]
-        others = [s for s in self.sessions_of_thread(thread_id) if s != session]
+        others = [
+            s for s in self.sessions_of_thread(thread_id) if s.session_id != session.session_id
+        ]
         if others:
             return out
         with trio.move_on_after(bound) as scope:

@@ -28,7 +28,14 @@ from . import _time
 from ._appserver import AppServerClient, CloseInfo, RelayedError
 from ._child import ChildExit, ChildSpec, ManagedChild
 from ._config import DEFAULT_APPSERVER_DENY, Config
-from ._errors import AppServerError, ChildSpawnError, CodexdError, InvalidRequest, Unavailable
+from ._errors import (
+    AppServerError,
+    ChildSpawnError,
+    CodexdError,
+    InvalidRequest,
+    StoreError,
+    Unavailable,
+)
 from ._groups import unwrap_single
 from ._messages import JsonObject, Notification, ProtocolIssue, Request
 from ._process import kill_group
@@ -192,12 +199,15 @@ class AppServerSupervisor:
         }
         if not any(fnmatch.fnmatchcase(method, p) for p in DEFAULT_APPSERVER_DENY):
             detail["params"] = _bounded(params)
-        await self.store.emit(
-            "app-server.request",
-            f"appServer/request {method}: {outcome['outcome']}.",
-            level="info" if error is None else "warn",
-            detail=detail,
-        )
+        try:  # on disk before the answer: it is an audit record
+            await self.store.record(
+                "app-server.request",
+                f"appServer/request {method}: {outcome['outcome']}.",
+                level="info" if error is None else "warn",
+                detail=detail,
+            )
+        except StoreError:
+            self.store.dropped_events += 1  # degraded: counted in daemon/status
         if error is not None:
             raise error
         return result
