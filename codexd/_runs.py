@@ -110,6 +110,11 @@ class RunQueue:
         self.max_live_processes = 0
         self._stopping = False
         self._recovered = False
+        #: ``run.started`` is recorded in queue order: each run waits for the one before it
+        #: (spawns run in worker threads and may finish out of order).
+        self._gates: dict[str, tuple[trio.Event, trio.Event]] = {}
+        self._last_gate = trio.Event()
+        self._last_gate.set()
 
     # ---- API -----------------------------------------------------------------------------
 
@@ -260,6 +265,9 @@ class RunQueue:
                 run_id = self._queue.popleft()
                 scope = trio.CancelScope()
                 self._running[run_id] = scope
+                gate = trio.Event()
+                self._gates[run_id] = (self._last_gate, gate)
+                self._last_gate = gate
                 nursery.start_soon(self._execute, run_id, scope)
 
     async def _execute(self, run_id: str, scope: trio.CancelScope) -> None:
@@ -269,6 +277,8 @@ class RunQueue:
                 return
             await self._run_one(run, scope)
         finally:
+            _, gate = self._gates.pop(run_id, (None, trio.Event()))
+            gate.set()
             self._running.pop(run_id, None)
             self._limit.release()
             if self.get_run(run_id).status in FINAL_RUN_STATUSES:
@@ -348,6 +358,9 @@ class RunQueue:
         outcome = _Outcome()
         timed_out = False
         try:
+            before, gate = self._gates.get(run.run_id, (None, None))
+            if before is not None:
+                await before.wait()
             await self.store.record(
                 "run.started",
                 f"Started run {run.run_id} (pid {process.pid}).",
@@ -356,6 +369,8 @@ class RunQueue:
                 session_id=run.session_id,
                 records=[started],
             )
+            if gate is not None:
+                gate.set()
             with scope:
                 with trio.move_on_after(timeout_s) as deadline:
                     async with trio.open_nursery() as nursery:

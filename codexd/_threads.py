@@ -98,21 +98,16 @@ class ThreadOps:
         session = self.sessions.active(params.session_id)
         thread_id, n = session.thread_id, params.turns
         client = await self.provider.client()
+        read = await client.request("thread/read", {"threadId": thread_id, "includeTurns": True})
+        turns = [t for t in (read.get("thread") or {}).get("turns") or [] if isinstance(t, dict)]
+        if n > len(turns):
+            raise InvalidRequest(f"the thread has only {len(turns)} turn(s)", field="turns")
         if client.paginated:
-            read = await client.request(
-                "thread/read", {"threadId": thread_id, "includeTurns": True}
-            )
-            turns = [
-                t for t in (read.get("thread") or {}).get("turns") or [] if isinstance(t, dict)
-            ]
-            if n > len(turns):
-                raise InvalidRequest(f"the thread has only {len(turns)} turn(s)", field="turns")
             before = turns[-n].get("id")
             await client.request("thread/revert", {"threadId": thread_id, "beforeTurnId": before})
-            remaining = turns[:-n]
         else:
-            result = await client.request("thread/rollback", {"threadId": thread_id, "numTurns": n})
-            remaining = [t for t in (result.get("thread") or {}).get("turns") or []]
+            await client.request("thread/rollback", {"threadId": thread_id, "numTurns": n})
+        remaining = turns[:-n]
         last = remaining[-1] if remaining else {}
         await self.store.record(
             "session.reverted",

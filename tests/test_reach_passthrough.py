@@ -9,6 +9,7 @@ import attrs
 import pytest
 import trio
 
+import codexd._binary
 from codexd import ApiConfig, AppServerConfig, open_daemon
 from codexd._appserver import parse_codex_version
 from codexd.client import ApiError, open_client
@@ -128,6 +129,11 @@ async def test_status_shows_codex_version_and_account(tmp_path: Path) -> None:
                 connected = await events_of(daemon, "app-server.connected")
         assert connected[-1].detail is not None
         assert connected[-1].detail["codexVersion"] == info.codex_version
+        # The binary under test (the bundled one, or CODEXD_TEST_CODEX) says the same.
+        printed = await trio.run_process(
+            [codexd._binary.bundled_codex(), "--version"], capture_stdout=True
+        )
+        assert printed.stdout.decode().split() == ["codex-cli", info.codex_version]
 
 
 def test_codex_version_from_user_agent() -> None:
