@@ -93,6 +93,49 @@ class RunsConfig:
     concurrency: int = attrs.field(default=2, validator=_positive)
     default_timeout_s: float = attrs.field(default=1800.0, validator=_positive)
     purposes: list[str] = attrs.field(factory=lambda: list(DEFAULT_PURPOSES))
+    #: The ``codex`` executable of exec runs; unset: ``child.command`` (else the bundled one).
+    command: str | None = None
+    #: Extra environment of exec runs; unset: ``child.env`` (one place to configure Codex).
+    env: dict[str, str] | None = None
+
+
+#: App-server methods the pass-through (``appServer/request``) refuses unless configured
+#: otherwise: what changes credentials, global Codex config or installed software, or sends data
+#: off the machine. Their params are never recorded, even when allowed.
+DEFAULT_APPSERVER_DENY = (
+    "initialize",
+    "account/login*",
+    "account/logout",
+    "account/gatewayOAuth/*",
+    "account/rateLimitResetCredit/*",
+    "account/sendAddCreditsNudgeEmail",
+    "mcpServer/oauth/*",
+    "config/value/write",
+    "config/batchWrite",
+    "config/*Write*",
+    "*/config/write",
+    "experimentalFeature/enablement/set",
+    "externalAgentConfig/import*",
+    "feedback/upload",
+    "marketplace/*",
+    "plugin/install",
+    "plugin/uninstall",
+    "plugin/share/*",
+    "skills/extraRoots/set",
+    "windowsSandbox/setupStart",
+)
+
+
+@attrs.frozen
+class AppServerConfig:
+    """What codexd may ask of the app-server beyond its own methods."""
+
+    #: Glob patterns of methods ``appServer/request`` may call (``*`` matches ``/`` too).
+    allow: list[str] = attrs.field(factory=lambda: ["*"])
+    #: Glob patterns it refuses, even when ``allow`` matches.
+    deny: list[str] = attrs.field(factory=lambda: list(DEFAULT_APPSERVER_DENY))
+    #: Opt in to Codex's experimental API at ``initialize`` (``capabilities.experimentalApi``).
+    experimental_api: bool = False
 
 
 @attrs.frozen
@@ -157,6 +200,7 @@ class Config:
     api: ApiConfig = attrs.field(factory=ApiConfig)
     log: LogConfig = attrs.field(factory=LogConfig)
     events: EventsConfig = attrs.field(factory=EventsConfig)
+    appserver: AppServerConfig = attrs.field(factory=AppServerConfig)
 
     @property
     def state_path(self) -> Path:
@@ -251,7 +295,9 @@ def _env_value(raw: str) -> Any:
 
 
 #: Keys whose values are lists: a plain comma-separated env value is split for these.
-_LIST_KEYS = frozenset({"child.args", "runs.purposes", "api.allowed_origins"})
+_LIST_KEYS = frozenset(
+    {"child.args", "runs.purposes", "api.allowed_origins", "appserver.allow", "appserver.deny"}
+)
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
@@ -389,7 +435,9 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 
 __all__ = [
+    "DEFAULT_APPSERVER_DENY",
     "ApiConfig",
+    "AppServerConfig",
     "ApprovalsConfig",
     "ChildConfig",
     "Config",
