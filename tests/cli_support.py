@@ -168,6 +168,12 @@ class PtyProcess:
         return code
 
 
+def _controlling_terminal() -> None:
+    """In the child: a new session whose controlling terminal is the pty, as in a shell."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 @asynccontextmanager
 async def pty_process(
     *args: str, env: dict[str, str] | None = None, columns: int = 120
@@ -184,6 +190,7 @@ async def pty_process(
         stdout=slave,
         stderr=slave,
         env=environment,
+        preexec_fn=_controlling_terminal,
     )
     os.close(slave)
     pty = PtyProcess(process, master, trio.current_time())

@@ -7,6 +7,7 @@ processes, the CLI on a pseudo-terminal where a person would see it.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -104,8 +105,11 @@ async def test_turn_wait_waits_again_after_a_timeout(tmp_path: Path) -> None:
         assert first.returncode == 1
         hint = first.stderr.decode()
         assert "is still running; wait again with: codexd turn wait" in hint
-        turn_id = hint.rsplit(" ", 1)[1].strip()
-        again = await daemon.cli("turn", "wait", session, turn_id)
+        # The printed command, exactly as a person would paste it.
+        words = shlex.split(hint.split("wait again with: ", 1)[1])
+        assert words[:4] == ["codexd", "turn", "wait", session]
+        turn_id = words[4]
+        again = await cli(*words[1:])
         assert again.returncode == 0, again.stderr
         assert "eight" in again.stdout.decode()
         # --json gives the result record only.
@@ -127,3 +131,22 @@ async def test_run_create_wait_shows_commands_and_the_answer(tmp_path: Path) -> 
         assert "exit 0" in pty.text
         assert "The run is done." in pty.text
         assert "run completed after" in pty.text
+
+
+async def test_ctrl_c_stops_waiting_but_not_the_turn(tmp_path: Path) -> None:
+    words = ["still", "going", "after", "you", "stopped", "watching", "it", "end."]
+    reply = Reply.text(" ".join(words), deltas=[w + " " for w in words], delta_interval_s=0.4)
+    async with running_daemon(tmp_path, reply) as daemon:
+        session = await _session(daemon, tmp_path)
+        args = ["--config", str(daemon.config), "turn", session, "Go on.", "--wait"]
+        async with pty_process(*args) as pty:
+            await pty.expect("still going")
+            pty.write("\x03")  # Ctrl-C at the terminal
+            code = await pty.wait()
+        assert code == 130, pty.text
+        assert "stopped waiting; the turn goes on" in pty.text
+        match = re.search(r"follow it: (codexd turn wait [^;]+);", pty.text)
+        assert match is not None, pty.text
+        again = await cli(*shlex.split(match.group(1))[1:], "--json")
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["finalMessage"] == " ".join(words)

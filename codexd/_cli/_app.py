@@ -12,6 +12,7 @@ a JSON object on stderr under ``--json``) with the documented exit code.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
@@ -27,6 +28,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -146,12 +148,11 @@ class CodexdGroup(click.Group):
             super().main(argv, prog_name=prog_name or "codexd", standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
-        except click.Abort:
-            fail_exit(_wants_json(argv), "aborted", EXIT_FAILED, kind="aborted")
+        except (click.Abort, KeyboardInterrupt):
+            # click turns Ctrl-C into Abort; 130 is what shells report for SIGINT.
+            fail_exit(_wants_json(argv), "interrupted", EXIT_INTERRUPTED, kind="interrupted")
         except click.ClickException as exc:
             report_exception(exc, _wants_json(argv))
-        except KeyboardInterrupt:
-            fail_exit(_wants_json(argv), "interrupted", 130, kind="interrupted")
         sys.exit(EXIT_OK)
 
 
@@ -241,6 +242,20 @@ def load(ctx: click.Context, overrides: dict[str, Any] | None = None) -> Config:
         return load_config(s.config_path, overrides=merged)
     except ConfigError as exc:
         raise CliError(str(exc), kind="config") from None
+
+
+def command_line(ctx: click.Context, *words: str, raw: str = "") -> str:
+    """``codexd WORDS [RAW] [--config F] [--state-dir D]``: a command a person can paste to
+    reach the same daemon as this invocation (``raw`` is left unquoted, e.g. ``a|b``)."""
+    s = settings(ctx)
+    parts = ["codexd", *(shlex.quote(w) for w in words if w)]
+    if raw:
+        parts.append(raw)
+    if s.config_path:
+        parts += ["--config", shlex.quote(s.config_path)]
+    if s.state_dir:
+        parts += ["--state-dir", shlex.quote(s.state_dir)]
+    return " ".join(parts)
 
 
 def state_dir_given(ctx: click.Context) -> bool:

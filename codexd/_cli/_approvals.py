@@ -7,7 +7,6 @@ is left, and the exact command that answers it.
 from __future__ import annotations
 
 import datetime as dt
-import shlex
 from collections.abc import Sequence
 from typing import Any, get_args
 
@@ -15,7 +14,7 @@ import click
 from rich.text import Text
 
 from .._params import ApprovalStatusFilter, Decision
-from ._app import CodexdGroup, settings
+from ._app import CodexdGroup, command_line
 from ._calls import call
 from ._output import Output
 from ._status import styled
@@ -26,13 +25,7 @@ DECISIONS: tuple[str, ...] = get_args(Decision)
 def respond_command(ctx: click.Context, approval_id: str, decision: str = "accept|decline") -> str:
     """The exact command line that answers ``approval_id`` (with this invocation's
     ``--config``/``--state-dir``, so it reaches the same daemon)."""
-    s = settings(ctx)
-    words = ["codexd", "approvals", "respond", approval_id, decision]
-    if s.config_path:
-        words += ["--config", s.config_path]
-    if s.state_dir:
-        words += ["--state-dir", s.state_dir]
-    return " ".join(w if w == decision else shlex.quote(w) for w in words)
+    return command_line(ctx, "approvals", "respond", approval_id, raw=decision)
 
 
 def time_left(deadline: str | None, now: dt.datetime | None = None) -> str | None:

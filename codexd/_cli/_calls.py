@@ -62,11 +62,22 @@ def run_async(ctx: click.Context, work: Callable[[Path], Awaitable[T]]) -> T:
         return trio.run(work, state_dir)
     except CliError:
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if interrupted(exc):
+            raise KeyboardInterrupt from None  # Ctrl-C, wherever in the task tree it landed
         failure = _first_failure(exc)
         if failure is None:
             raise
         raise failure from None
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C (alone, or in the exception group of a nursery)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(interrupted(e) for e in exc.exceptions)
+    return False
 
 
 def _first_failure(exc: BaseException) -> CliError | None:
@@ -100,4 +111,13 @@ def lost(client: ApiClient) -> CliError:
     )
 
 
-__all__ = ["EXIT_FAILED", "api_failure", "call", "compact", "lost", "run_async", "with_client"]
+__all__ = [
+    "EXIT_FAILED",
+    "api_failure",
+    "call",
+    "compact",
+    "interrupted",
+    "lost",
+    "run_async",
+    "with_client",
+]

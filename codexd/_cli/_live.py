@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 #: Seconds to wait, after the waiting call answered, for the stream to show the end.
 DRAIN_S = 3.0
+#: ... unless the stream has been quiet this long (the end came before we subscribed).
+QUIET_S = 0.5
 
 _ANSWERS = {
     "a": "accept",
@@ -66,6 +68,10 @@ class View:
         self.client = client
         self.screen = screen
         self.ended = trio.Event()
+        #: Set by every event fed (see :func:`_drain`).
+        self.fed = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        self._reader: LineReader | None = None
         #: Pending approvals shown to the person, oldest first: id -> the approval.
         self.pending: dict[str, dict[str, Any]] = {}
         self.printed: list[str] = []
@@ -95,6 +101,14 @@ class View:
         self.pending[approval["approvalId"]] = approval
         for line in approval_lines(self.ctx, approval):
             self.screen.progress(line)
+        self.start_prompt()
+
+    def start_prompt(self) -> None:
+        """Offer the inline prompt if something is pending (the terminal is read only then)."""
+        if self.prompting and self.pending and self._reader is None and self.nursery is not None:
+            self._reader = LineReader()
+            self._reader.start(self.nursery)
+            self.nursery.start_soon(self.answer_prompts, self._reader)
         self._update_prompt()
 
     def approval_done(self, detail: dict[str, Any], cancelled: bool) -> None:
@@ -351,19 +365,27 @@ async def follow(
     Raises the CLI's "lost the daemon" error (exit 3) if the connection ends first.
     """
     result: dict[str, Any] = {}
-    reader = LineReader()
     async with trio.open_nursery() as nursery:
+        view.nursery = nursery
+        view.start_prompt()  # for approvals shown before following (``turn wait``)
         nursery.start_soon(_stream, client, view, since, session_id, run_id)
         nursery.start_soon(view.screen.tick)
-        if view.prompting:
-            reader.start(nursery)
-            nursery.start_soon(view.answer_prompts, reader)
         result = await waiter()
         if result.get("status") not in ("inProgress", "queued", "running"):
-            with trio.move_on_after(DRAIN_S):
-                await view.ended.wait()
+            await _drain(view)
         nursery.cancel_scope.cancel()
     return result
+
+
+async def _drain(view: View) -> None:
+    """Until the view saw the end, or the stream went quiet, at most :data:`DRAIN_S`."""
+    with trio.move_on_after(DRAIN_S):
+        while not view.ended.is_set():
+            view.fed = trio.Event()  # set after every event fed (the end included)
+            with trio.move_on_after(QUIET_S) as quiet:
+                await view.fed.wait()
+            if quiet.cancelled_caught:
+                return
 
 
 async def _stream(
@@ -381,6 +403,7 @@ async def _stream(
                     break
                 last = int(event.get("seq", last))
                 await view.feed(event)
+                view.fed.set()
             else:
                 if client.closed_reason is not None:
                     raise lost(client)

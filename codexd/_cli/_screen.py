@@ -12,6 +12,7 @@ worker thread, so Trio never blocks on stdin and the terminal's modes are never 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from typing import IO
@@ -174,5 +175,11 @@ class LineReader:
 
 
 def interactive() -> bool:
-    """Whether a person can answer prompts: stdin and stderr are terminals."""
-    return _isatty(sys.stdin) and _isatty(sys.stderr)
+    """Whether a person can answer prompts: stdin and stderr are terminals, and this process
+    is in the terminal's foreground (reading it from the background would stop us)."""
+    if not (_isatty(sys.stdin) and _isatty(sys.stderr)):
+        return False
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except OSError:
+        return True  # not our controlling terminal: reading it cannot stop us

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.text import Text
 
-from ._app import EXIT_FAILED, DefaultCommandGroup, settings
-from ._calls import call, compact, with_client
+from ._app import EXIT_FAILED, DefaultCommandGroup, command_line, settings
+from ._calls import call, compact, interrupted, with_client
 from ._live import TurnView, follow, last_seq
 from ._output import Output, human
 from ._screen import Screen, elapsed_text
@@ -133,6 +133,16 @@ async def _follow_turn(
         view.finish_text(result.get("finalMessage"))
         if screen.status_enabled:
             last = Text(f"turn {result['status']} after {elapsed_text(screen.elapsed)}", "dim")
+    except BaseException as exc:
+        if interrupted(exc):
+            again = command_line(ctx, "turn", "wait", session_id, turn_id or "")
+            stop = command_line(ctx, "interrupt", session_id)
+            last = Text(
+                f"stopped waiting; the turn goes on (follow it: {again}; stop it: {stop})",
+                "yellow",
+            )
+            raise KeyboardInterrupt from None
+        raise
     finally:
         screen.close(last)
     return result
@@ -144,7 +154,7 @@ def _finish(ctx: click.Context, result: dict[str, Any]) -> None:
     if out.as_json:
         out.json(result)
     elif result["status"] == "inProgress":
-        command = f"codexd turn wait {result['sessionId']} {result['turnId']}"
+        command = command_line(ctx, "turn", "wait", result["sessionId"], result["turnId"])
         out.err.print(
             Text(f"turn {result['turnId']} is still running; wait again with: {command}", "yellow")
         )
