@@ -229,7 +229,8 @@ def report_error(
     else:
         from ._output import error_console
 
-        error_console().print(f"codexd: {message}", style="bold red", markup=False)
+        where = f" (field: {field})" if field else ""
+        error_console().print(f"codexd: {message}{where}", style="bold red")
     sys.stderr.flush()
 
 

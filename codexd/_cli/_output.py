@@ -116,12 +116,17 @@ class Output:
             self.err.print(text, style=style)
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        """Aligned columns (a styled header on a colour terminal)."""
+        """Aligned columns (a bold header on a colour terminal); cells are never cut short,
+        so ids can be copied even when a row is wider than the terminal."""
+        cells = [[human(cell) for cell in row] for row in rows]
+        widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
         for header in headers:
-            table.add_column(header, no_wrap=True, overflow="fold")
-        for row in rows:
-            table.add_row(*(Text(human(cell)) for cell in row))
+            table.add_column(header, no_wrap=True)
+        for row in cells:
+            table.add_row(*(Text(cell) for cell in row))
+        needed = sum(widths) + 2 * (len(widths) - 1)
+        self.out.width = max(self.out.width, needed)  # rich never renders wider than this
         if self.out.is_terminal:
             self.out.print(table)
             return
