@@ -22,6 +22,7 @@ import click
 
 from .._config import Config, load_config
 from .._errors import ConfigError
+from ._term import error_console
 
 #: Exit codes a script can rely on.
 EXIT_OK = 0
@@ -227,8 +228,6 @@ def report_error(
             error["field"] = field
         sys.stderr.write(json.dumps({"error": error}) + "\n")
     else:
-        from ._output import error_console
-
         where = f" (field: {field})" if field else ""
         error_console().print(f"codexd: {message}{where}", style="bold red")
     sys.stderr.flush()

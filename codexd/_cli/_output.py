@@ -8,52 +8,17 @@ output is plain text with columns aligned, so ``grep``/``awk`` keep working.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import IO, Any
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from ._app import settings
-
-
-def color_allowed(stream: IO[str]) -> bool:
-    """Colour only on a terminal, and never with ``NO_COLOR`` set (https://no-color.org)."""
-    if os.environ.get("NO_COLOR", ""):
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def make_console(stream: IO[str]) -> Console:
-    """A rich console on ``stream``: styled on a colour terminal, plain (and unwrapped) else."""
-    tty = False
-    with contextlib.suppress(AttributeError, ValueError):
-        tty = stream.isatty()
-    color = color_allowed(stream)
-    return Console(
-        file=stream,
-        color_system="auto" if color else None,
-        force_terminal=color,
-        no_color=not color,
-        highlight=False,
-        markup=False,
-        emoji=False,
-        soft_wrap=True,
-        width=None if tty else 100_000,
-    )
-
-
-def error_console() -> Console:
-    return make_console(sys.stderr)
+from ._term import make_console
 
 
 def human(value: Any) -> str:

@@ -20,7 +20,7 @@ from typing import IO
 import trio
 from rich.text import Text
 
-from ._output import make_console
+from ._term import make_console
 
 #: Seconds between two redraws of the status line.
 TICK_S = 1.0
