@@ -64,6 +64,8 @@ def drive_console(
         try:
             context = browser.new_context(viewport={"width": 1440, "height": 900})
             page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(login_url)
             assert page.url == f"{base}/console/"
             cookies = context.cookies()
@@ -157,6 +159,7 @@ def drive_console(
             again = stranger.goto(login_url)  # the link was used up by the first browser
             assert again is not None
             seen["link reused"] = again.status
+            seen["script errors"] = errors
         finally:
             browser.close()
     return seen
@@ -204,6 +207,7 @@ async def test_console_login_session_turn_approval_in_chromium(tmp_path: Path) -
     assert marker.read_text() == "from-the-console\n"  # made when accepted, kept when declined
     assert "Accept for session" in seen["pending"]
     assert "Done: the file is there." in seen["transcript"]
+    assert seen["script errors"] == []
     assert seen["own page"] == "open"
     assert seen["foreign port"] == "closed 1006"
     assert seen["foreign site"] == "closed 1006"

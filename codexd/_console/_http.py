@@ -13,6 +13,7 @@ caller closes the stream.
 from __future__ import annotations
 
 import html
+import http
 import importlib.resources
 import urllib.parse
 
@@ -122,6 +123,7 @@ async def _send_simple(
         data = conn.send(
             h11.Response(
                 status_code=status,
+                reason=http.HTTPStatus(status).phrase,
                 headers=[
                     ("Content-Type", "text/plain; charset=utf-8"),
                     ("Content-Length", str(len(body))),
@@ -144,6 +146,10 @@ def _page(title: str, message: str) -> bytes:
         "<p>Run <code>codexd console</code> on the daemon's machine for a new login link "
         "(<code>codexd console --open</code> opens it).</p></main></body></html>"
     ).encode()
+
+
+def _reason(response: Response) -> bytes:
+    return http.HTTPStatus(response.status).phrase.encode()
 
 
 @attrs.frozen
@@ -178,7 +184,9 @@ class ConsoleHttp:
             *response.headers,
         ]
         try:
-            data = head.conn.send(h11.Response(status_code=response.status, headers=headers))
+            data = head.conn.send(
+                h11.Response(status_code=response.status, headers=headers, reason=_reason(response))
+            )
             if head.request.method != b"HEAD":
                 data = (data or b"") + (head.conn.send(h11.Data(data=response.body)) or b"")
             data = (data or b"") + (head.conn.send(h11.EndOfMessage()) or b"")

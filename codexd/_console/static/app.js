@@ -282,7 +282,7 @@ function renderSelected() {
   replace(box, turns.length ? turns : [h("p", { class: "empty" }, "No turns yet.")]);
   if (atBottom) box.scrollTop = box.scrollHeight;
   $("composer").hidden = session.status !== "active";
-  const running = session.currentTurnId || (transcript && transcript.runningTurn);
+  const running = session.currentTurnId;
   $("send").textContent = running ? "Steer" : "Send";
   $("interrupt").hidden = !running;
 }
@@ -310,8 +310,7 @@ async function sendTurn() {
   const session = sessionOf(state.selected);
   const text = $("prompt").value.trim();
   if (!session || !text) return;
-  const transcript = state.transcripts.get(session.sessionId);
-  const running = session.currentTurnId || (transcript && transcript.runningTurn);
+  const running = session.currentTurnId;
   const params = { sessionId: session.sessionId, input: text };
   if (running) params.expectedTurnId = running;
   const accepted = await act(running ? "steer" : "send", () => rpc.call("turn/start", params));
@@ -394,13 +393,13 @@ function renderInbox() {
   $("inbox-count").textContent = pending.length ? String(pending.length) : "";
   replace($("inbox"), [
     pending.length ? pending.map(approvalCard) : h("p", { class: "empty" }, "Nothing waits for you."),
-    state.answered.length ? h("h3", {}, "Answered here") : null,
+    state.answered.length ? h("h3", {}, "Recently answered") : null,
     state.answered.map((a) =>
       h(
         "div",
         { class: "card answered" },
-        h("span", { class: "badge" }, a.decision || a.status),
-        " ",
+        h("span", { class: `badge ${a.decision || ""}` }, a.decision || a.status),
+        a.decidedBy ? h("span", { class: "meta" }, ` by ${a.decidedBy} `) : " ",
         a.summary || a.method || short(a.approvalId),
       ),
     ),

@@ -59,13 +59,6 @@ export class Transcript {
     return item;
   }
 
-  get runningTurn() {
-    for (const turn of this.turns.values()) {
-      if (turn.status === "inProgress" || turn.status === "accepted") return turn.id;
-    }
-    return null;
-  }
-
   // Apply one event (in seq order; an event seen before is ignored). True if it changed.
   apply(ev) {
     if (ev.seq <= this.lastSeq) return false;
@@ -108,6 +101,7 @@ export class Transcript {
         this.item(turn, d.itemId, "commandExecution").output += d.delta || "";
         break;
       case "app-server.error":
+        if (!d.willRetry) turn.status = "failed";
         turn.notes.push(
           `${d.willRetry ? "retrying" : "error"}: ${(d.error && d.error.message) || "error"}`,
         );
