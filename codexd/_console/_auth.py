@@ -50,13 +50,16 @@ def make_ticket(token: str, *, now: float | None = None) -> str:
     return (payload + b"." + _sign(token.encode(), _LOGIN, payload)).decode()
 
 
-def _split_signed(value: bytes) -> tuple[bytes, int] | None:
-    """``(payload, the leading integer)`` of ``INT[.MORE].HMAC`` if well formed, else None."""
+def _verified(token: bytes, label: bytes, value: bytes) -> tuple[bytes, int] | None:
+    """``(payload, its leading integer)`` if ``value`` is ``INT[.MORE].HMAC`` signed by
+    ``token`` for ``label``; ``None`` for anything else."""
     if len(value) > MAX_CREDENTIAL_BYTES or not value.isascii():
         return None
     payload, dot, _mac = value.rpartition(b".")
     number = payload.partition(b".")[0]
     if not dot or not number.isdigit() or len(number) > 12:
+        return None
+    if not hmac.compare_digest(value, payload + b"." + _sign(token, label, payload)):
         return None
     return payload, int(number)
 
@@ -93,12 +96,10 @@ class ConsoleAuth:
     def redeem(self, ticket: bytes, *, now: float | None = None) -> str | None:
         """Check a login ticket and use it up: ``None`` if accepted, else why it is refused."""
         now_s = int(time.time() if now is None else now)
-        split = _split_signed(ticket)
-        if split is None:
-            return "this is not a login link of this daemon"
-        payload, expiry = split
-        if not hmac.compare_digest(ticket, payload + b"." + _sign(self._token, _LOGIN, payload)):
+        verified = _verified(self._token, _LOGIN, ticket)
+        if verified is None:
             return "this is not a login link of this daemon (or its token was replaced)"
+        payload, expiry = verified
         if expiry < now_s or expiry > now_s + TICKET_TTL_S + 60:
             return "this login link has expired"
         for old, old_expiry in list(self._used.items()):
@@ -133,14 +134,7 @@ class ConsoleAuth:
                 key, eq, cookie = part.strip().partition(b"=")
                 if not eq or key != self.cookie_name:
                     continue
-                split = _split_signed(cookie)
-                if split is None:
-                    continue
-                issued_bytes, issued = split
-                good = _sign(self._token, _SESSION, issued_bytes)
-                if (
-                    hmac.compare_digest(cookie, issued_bytes + b"." + good)
-                    and now_s - SESSION_TTL_S <= issued <= now_s + 60
-                ):
+                verified = _verified(self._token, _SESSION, cookie)
+                if verified is not None and now_s - SESSION_TTL_S <= verified[1] <= now_s + 60:
                     return True
         return False
