@@ -177,6 +177,44 @@ class EventsConfig:
     recent_limit: int = attrs.field(default=200, validator=_positive)
 
 
+def _webhook_url(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        parsed.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise ValueError(
+            f"{attribute.name} must be an http(s) URL ({exc}), got {value!r}"
+        ) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{attribute.name} must be an http:// or https:// URL, got {value!r}")
+
+
+@attrs.frozen
+class WebhookConfig:
+    """One receiver of event notifications (``[[notify.webhooks]]``)."""
+
+    url: str = attrs.field(validator=_webhook_url)
+    #: Event type prefixes to send (``"approval.requested"``, ``"run."``); empty: every event.
+    events: list[str] = attrs.field(factory=list)
+    #: Key of the ``X-Codexd-Signature: sha256=<hex>`` HMAC of the body; none: unsigned.
+    secret: str | None = None
+
+
+@attrs.frozen
+class NotifyConfig:
+    """Webhook notifications: a POST per matching event, retried, never blocking the daemon."""
+
+    webhooks: list[WebhookConfig] = attrs.field(factory=list)
+    #: Deliveries waiting per webhook; when full, the oldest is dropped (and counted).
+    queue_size: int = attrs.field(default=1000, validator=_positive)
+    #: Tries per delivery (the first one included) before it is given up.
+    max_attempts: int = attrs.field(default=6, validator=_positive)
+    backoff_initial_s: float = attrs.field(default=1.0, validator=_positive)
+    backoff_max_s: float = attrs.field(default=60.0, validator=_positive)
+    #: Seconds one POST may take (connect, send, status line).
+    timeout_s: float = attrs.field(default=10.0, validator=_positive)
+
+
 def default_state_dir() -> str:
     """``$XDG_STATE_HOME/codexd``, else ``~/.local/state/codexd``."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
@@ -201,6 +239,7 @@ class Config:
     log: LogConfig = attrs.field(factory=LogConfig)
     events: EventsConfig = attrs.field(factory=EventsConfig)
     appserver: AppServerConfig = attrs.field(factory=AppServerConfig)
+    notify: NotifyConfig = attrs.field(factory=NotifyConfig)
 
     @property
     def state_path(self) -> Path:
@@ -443,10 +482,12 @@ __all__ = [
     "Config",
     "EventsConfig",
     "LogConfig",
+    "NotifyConfig",
     "RestartConfig",
     "RunsConfig",
     "StopConfig",
     "TurnsConfig",
+    "WebhookConfig",
     "config_to_dict",
     "env_overrides",
     "load_config",

@@ -118,6 +118,11 @@ class Daemon:
 
     async def _start(self) -> None:
         self._set_info(status="starting")
+        if self.config.notify.webhooks and not self._plain_child:
+            from ._webhooks import WebhookService
+
+            self.webhooks = WebhookService(self.store, self.config.notify)
+            await self.tasks.start_service("webhooks", self.webhooks.run)
         await self.store.record(
             "daemon.started",
             f"codexd {__version__} started in {self.config.mode} mode (pid {os.getpid()}).",
