@@ -2,10 +2,10 @@
 
 One click group, :data:`main`, with one module per concept: ``_serve`` (the daemon in the
 foreground), ``_local`` (``smoke``, ``config show``), ``_status``, ``_sessions``, ``_turns``,
-``_runs``, ``_approvals`` and ``_events`` (API clients of a running daemon). ``_live`` and
-``_screen`` follow a turn or a run as it happens; ``_output`` prints for people and programs;
-``_app`` holds what every command shares (``--config``, ``--state-dir`` and ``--json``, accepted
-before or after any subcommand, and the error reporting).
+``_runs``, ``_approvals``, ``_events`` and ``_codex`` (API clients of a running daemon).
+``_live`` and ``_screen`` follow a turn or a run as it happens; ``_output`` prints for people
+and programs; ``_app`` holds what every command shares (``--config``, ``--state-dir`` and
+``--json``, accepted before or after any subcommand, and the error reporting).
 
 Adding a command: write it in its own module as a plain ``@click.command()`` (or group) and add
 it to :data:`COMMANDS`. It gets the shared options by being added to :data:`main`; it reads them
@@ -23,6 +23,7 @@ import click
 from .._version import __version__
 from ._app import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CodexdGroup, shared_options
 from ._approvals import approvals_group
+from ._codex import account, call_command, console, models, review, threads
 from ._events import events
 from ._local import config_group, smoke
 from ._runs import run_group
@@ -55,6 +56,12 @@ COMMANDS: list[click.Command] = [
     run_group,
     approvals_group,
     events,
+    call_command,
+    threads,
+    models,
+    account,
+    review,
+    console,
 ]
 
 for _command in COMMANDS:

@@ -123,3 +123,48 @@ def session_close(ctx: click.Context, session_id: str) -> None:
     line = Text(f"{s['sessionId']} ")
     line.append(styled(s["status"]))
     out.emit(s, [line])
+
+
+@session_group.command("fork")
+@click.argument("session_id")
+@click.option("--purpose", help="The new session's purpose (default: the original's).")
+@click.pass_context
+def session_fork(ctx: click.Context, session_id: str, purpose: str | None) -> None:
+    """Open a new session on a fork of SESSION_ID's thread (with its conversation)."""
+    out = Output.of(ctx)
+    s = call(ctx, "session/fork", {"sessionId": session_id, "purpose": purpose})
+    out.emit(s, [s["sessionId"]])
+
+
+@session_group.command("revert")
+@click.argument("session_id")
+@click.option("--turns", type=click.IntRange(min=1), default=1, show_default=True)
+@click.pass_context
+def session_revert(ctx: click.Context, session_id: str, turns: int) -> None:
+    """Drop the last N turns of SESSION_ID's thread."""
+    _show_session(ctx, call(ctx, "session/revert", {"sessionId": session_id, "turns": turns}))
+
+
+@session_group.command("compact")
+@click.argument("session_id")
+@click.pass_context
+def session_compact(ctx: click.Context, session_id: str) -> None:
+    """Compact SESSION_ID's conversation history (Codex summarises it)."""
+    _show_session(ctx, call(ctx, "session/compact", {"sessionId": session_id}))
+
+
+@session_group.command("rename")
+@click.argument("session_id")
+@click.argument("name")
+@click.pass_context
+def session_rename(ctx: click.Context, session_id: str, name: str) -> None:
+    """Give SESSION_ID's thread a name."""
+    _show_session(ctx, call(ctx, "session/rename", {"sessionId": session_id, "name": name}))
+
+
+def _show_session(ctx: click.Context, result: Any) -> None:
+    out = Output.of(ctx)
+    s = result.get("session", result) if isinstance(result, dict) else result
+    line = Text(f"{s.get('sessionId', '')} ")
+    line.append(styled(s.get("status")))
+    out.emit(result, [line])
