@@ -32,7 +32,13 @@ import trio_websocket
 
 from ._console._auth import ConsoleAuth
 from ._console._http import ConsoleHttp, PrefixStream, read_head
-from ._errors import CodexdError, InvalidRequest, LocalProtocolError, SubscriberOverflow
+from ._errors import (
+    CodexdError,
+    InvalidRequest,
+    LocalProtocolError,
+    RelayedError,
+    SubscriberOverflow,
+)
 from ._jsonrpc import Connection
 from ._listeners import listen_on, load_or_create_token
 from ._messages import (
@@ -250,7 +256,9 @@ class _ApiConnection:
                 result = self._unsubscribe(params)
             return str(self.peer.encode_response(request.id, to_wire(result)))
         except CodexdError as exc:
-            data = {"field": exc.field} if exc.field else None
+            data: Any = {"field": exc.field} if exc.field else None
+            if isinstance(exc, RelayedError):
+                data = exc.data  # the app-server's own error, passed through whole
             return self._error_frame(request, exc.code, exc.message, data)
         except LocalProtocolError as exc:  # a result that cannot be encoded: a bug of ours
             self.server.report(f"answer to {request.method}", exc)

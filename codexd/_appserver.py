@@ -56,15 +56,6 @@ def parse_codex_version(user_agent: str | None) -> tuple[Version | None, str | N
     return version, f"{major}.{minor}.{patch}{suffix}"
 
 
-class RelayedError(AppServerError):
-    """An app-server error answered to an API caller as is: its code and its message."""
-
-    def __init__(self, method: str, rpc_code: int, rpc_message: str, data: Any = None) -> None:
-        super().__init__(method, rpc_code, rpc_message, data)
-        self.code = rpc_code
-        self.message = rpc_message
-
-
 @attrs.frozen
 class CloseInfo:
     """Why and how the connection ended (for the ``app-server.transport.closed`` diagnostics)."""

@@ -25,7 +25,7 @@ import trio
 import trio_websocket
 
 from . import _time
-from ._appserver import AppServerClient, CloseInfo, RelayedError
+from ._appserver import AppServerClient, CloseInfo
 from ._child import ChildExit, ChildSpec, ManagedChild
 from ._config import DEFAULT_APPSERVER_DENY, Config
 from ._errors import (
@@ -33,6 +33,7 @@ from ._errors import (
     ChildSpawnError,
     CodexdError,
     InvalidRequest,
+    RelayedError,
     StoreError,
     Unavailable,
 )

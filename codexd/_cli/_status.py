@@ -82,6 +82,17 @@ def status(ctx: click.Context) -> None:
             f"last seq {snap['lastSeq']}",
         )
     )
+    app = snap.get("appServer") or {}
+    if app:
+        acct = (app.get("account") or {}).get("account")
+        out.line(
+            _row(
+                "codex",
+                human(app.get("codexVersion")),
+                f"experimental {'on' if app.get('experimentalApi') else 'off'}",
+                "not logged in" if not acct else f"account {human(acct.get('type'))}",
+            )
+        )
     if d.get("apiUrl"):
         out.line(_row("api", d["apiUrl"], f"state {d.get('stateDir') or '-'}"))
 
