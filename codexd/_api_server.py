@@ -1,7 +1,10 @@
 """The local control API: JSON-RPC 2.0 over WebSocket, on loopback TCP or a unix socket.
 
 Every connection presents ``Authorization: Bearer <token>`` (``<state_dir>/api-token``, mode
-0600); a handshake with a foreign ``Origin`` is refused, so a web page cannot drive the daemon.
+0600), or the web console's session cookie together with the console's own ``Origin``; a
+handshake with a foreign ``Origin`` is refused, so another web page cannot drive the daemon.
+The same port serves the console's pages: a connection's first request head is read with h11,
+and only a WebSocket upgrade reaches the API (:mod:`codexd._console`).
 Messages are parsed by the sans-IO core (:mod:`codexd._jsonrpc`), params validated by their
 records (:mod:`codexd._params`), and requests dispatched through the method table
 (:mod:`codexd._methods`), each in its own task.
@@ -20,25 +23,24 @@ import hmac
 import json
 import os
 import secrets
-import socket
-import stat
 import urllib.parse
 from collections import deque
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
 import trio_websocket
 
+from ._console._auth import ConsoleAuth
+from ._console._http import ConsoleHttp, PrefixStream, read_head
 from ._errors import (
     CodexdError,
     InvalidRequest,
-    ListenError,
     LocalProtocolError,
+    RelayedError,
     SubscriberOverflow,
 )
 from ._jsonrpc import Connection
+from ._listeners import listen_on, load_or_create_token
 from ._messages import (
     INTERNAL_ERROR,
     METHOD_NOT_FOUND,
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 
 #: Largest API message accepted; a larger one closes the connection with 1009.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-#: Seconds a client has to complete its WebSocket handshake.
+#: Seconds a client has to complete its WebSocket handshake (or its one console HTTP request).
 HANDSHAKE_TIMEOUT_S = 5.0
 #: Handshakes under way at once; a new connection beyond this evicts the oldest handshake, so
 #: silent connections can delay nobody for long.
@@ -76,113 +78,6 @@ MAX_SUBSCRIPTIONS = 32
 CLOSE_LAGGING = 4008
 #: Close code sent to a client that does not read what it asked for.
 CLOSE_NOT_READING = 4009
-#: Shortest token accepted from the token file; a shorter one is replaced.
-MIN_TOKEN_BYTES = 32
-
-
-# ---- the token --------------------------------------------------------------------------------
-
-
-def load_or_create_token(state_dir: Path) -> tuple[str, str | None]:
-    """The API token in ``state_dir/api-token`` (0600), and why it was replaced, if it was.
-
-    A token is kept across restarts unless it is unsafe: readable by other users (it may have
-    leaked), shorter than :data:`MIN_TOKEN_BYTES`, or not plain printable text. Then a new one
-    is written (atomically, 0600) and the reason returned so it can be recorded.
-    """
-    path = state_dir / "api-token"
-    reason: str | None = None
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        token = path.read_bytes().strip()
-        if mode & 0o077:
-            reason = f"it was readable by other users (mode {mode:o})"
-        elif len(token) < MIN_TOKEN_BYTES:
-            reason = f"it was shorter than {MIN_TOKEN_BYTES} bytes"
-        elif not (token.isascii() and token.decode().isprintable()):
-            reason = "it was not plain printable text"
-        else:
-            return token.decode(), None
-    except FileNotFoundError:
-        pass
-    token_text = secrets.token_urlsafe(32)
-    tmp = path.with_name(f"api-token.new-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token_text + "\n")
-    os.replace(tmp, path)
-    return token_text, reason
-
-
-# ---- listening --------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class _UnixSocket:
-    path: str
-    dev: int
-    ino: int
-
-    def remove_if_ours(self) -> None:
-        try:
-            st = os.lstat(self.path)
-        except OSError:
-            return
-        if (st.st_dev, st.st_ino) == (self.dev, self.ino):
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-
-
-def _claim_unix_path(path: str) -> None:
-    """Make room for our socket at ``path``: only a stale socket of nobody is removed."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ListenError(f"cannot listen on unix://{path}: it exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody answers: a socket left by a dead process
-        return
-    finally:
-        probe.close()
-    raise ListenError(f"cannot listen on unix://{path}: another process is listening on it")
-
-
-async def _listen(listen: str) -> tuple[list[trio.SocketListener], str, _UnixSocket | None]:
-    """Open the listeners for ``listen``; one-line :class:`ListenError` if that fails."""
-    if listen.startswith("unix://"):
-        path = listen[len("unix://") :]
-        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-        try:
-            await trio.to_thread.run_sync(_claim_unix_path, path)
-            old_umask = os.umask(0o177)  # the socket is created 0600, never wider
-            try:
-                await sock.bind(path)
-            finally:
-                os.umask(old_umask)
-            st = os.lstat(path)
-            sock.listen(128)
-        except OSError as exc:
-            sock.close()
-            raise ListenError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
-        except BaseException:
-            sock.close()
-            raise
-        return [trio.SocketListener(sock)], listen, _UnixSocket(path, st.st_dev, st.st_ino)
-    parsed = urllib.parse.urlsplit(listen)
-    host = parsed.hostname or "127.0.0.1"
-    try:
-        listeners = list(await trio.open_tcp_listeners(parsed.port or 0, host=host))
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
-    port = listeners[0].socket.getsockname()[1]
-    return listeners, f"ws://{host}:{port}", None
-
 
 # ---- one connection ---------------------------------------------------------------------------
 
@@ -361,7 +256,9 @@ class _ApiConnection:
                 result = self._unsubscribe(params)
             return str(self.peer.encode_response(request.id, to_wire(result)))
         except CodexdError as exc:
-            data = {"field": exc.field} if exc.field else None
+            data: Any = {"field": exc.field} if exc.field else None
+            if isinstance(exc, RelayedError):
+                data = exc.data  # the app-server's own error, passed through whole
             return self._error_frame(request, exc.code, exc.message, data)
         except LocalProtocolError as exc:  # a result that cannot be encoded: a bug of ours
             self.server.report(f"answer to {request.method}", exc)
@@ -448,6 +345,9 @@ class ApiServer:
         self.open_connections = 0
         self.failures = 0
         self._allowed_origins = {o.encode() for o in self.config.allowed_origins}
+        #: The console's credentials (``None`` on a unix socket) and pages; set by :meth:`run`.
+        self.console_auth: ConsoleAuth | None = None
+        self.console = ConsoleHttp(None, {})
 
     def report(self, where: str, exc: BaseException) -> None:
         """A bug met while serving one connection or request: recorded, contained."""
@@ -455,13 +355,21 @@ class ApiServer:
         self.daemon._task_failed(f"api {where}", exc)
 
     def refusal(self, headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
-        """Why a handshake with these headers is refused, or ``None``. Compares bytes only."""
+        """Why a handshake with these headers is refused, or ``None``. Compares bytes only.
+
+        A client presents the bearer token. Without an Authorization header, the console's
+        session cookie is accepted instead, but only with the console's own Origin.
+        """
         origins = [v for k, v in headers if k.lower() == b"origin"]
         auths = [v for k, v in headers if k.lower() == b"authorization"]
         if len(origins) > 1 or len(auths) > 1:
             return 400, "duplicated Origin or Authorization header"
-        if origins and origins[0] not in self._allowed_origins:
+        console = self.console_auth
+        own = bool(origins) and console is not None and origins[0] in console.origins
+        if origins and not own and origins[0] not in self._allowed_origins:
             return 403, "origin not allowed"
+        if not auths and console is not None and console.has_session(headers):
+            return None if own else (403, "a console session needs the console's own Origin")
         scheme, _, token = (auths[0] if auths else b"").partition(b" ")
         if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.token):
             return 401, "missing or wrong bearer token"
@@ -479,8 +387,17 @@ class ApiServer:
         with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as scope:
             self._handshakes[key] = scope
             try:
+                head = await read_head(stream)
+                if head is None:
+                    return None
+                if not head.is_upgrade:  # a page of the console
+                    await self.console.serve(stream, head)
+                    return None
                 request = await trio_websocket.wrap_server_stream(
-                    nursery, stream, message_queue_size=1, max_message_size=MAX_MESSAGE_BYTES
+                    nursery,
+                    PrefixStream(stream, head.raw),
+                    message_queue_size=1,
+                    max_message_size=MAX_MESSAGE_BYTES,
                 )
                 refused = self.refusal(request.headers)
                 if refused is None:
@@ -526,8 +443,14 @@ class ApiServer:
                 level="warn",
                 detail={"reason": rotated},
             )
-        listeners, url, unix = await _listen(self.config.listen)
+        listeners, url, unix = await listen_on(self.config.listen)
         try:
+            files = await trio.to_thread.run_sync(ConsoleHttp.load_files)
+            if unix is None:
+                port = int(listeners[0].socket.getsockname()[1])
+                host = urllib.parse.urlsplit(self.config.listen).hostname or "127.0.0.1"
+                self.console_auth = ConsoleAuth(self.token, host, port)
+            self.console = ConsoleHttp(self.console_auth, files)
             self.url = url
             await trio.to_thread.run_sync(self._write_api_json, url)
             try:
@@ -552,6 +475,8 @@ class ApiServer:
             "daemonId": self.daemon.store.daemon_id,
             "instance": self._instance,
         }
+        if self.console_auth is not None:  # where `codexd console` sends a browser
+            data["console"] = self.console_auth.base_url + "/console/"
         tmp = path.with_name(f"api.json.new-{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -15,6 +15,7 @@ a missing or null ``params``.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,25 @@ from ._messages import (
 from ._peer import Peer
 from ._transport import Transport
 from ._version import __version__
+
+#: The Codex version inside ``initialize``'s userAgent: ``codexd/0.163.0 (Debian ...) ...``.
+_VERSION_RE = re.compile(r"/(\d+)\.(\d+)\.(\d+)((?:-[0-9A-Za-z.]+)?) \(")
+
+Version = tuple[int, int, int]
+
+#: The oldest Codex whose ``thread/resume``/``thread/fork`` take ``excludeTurns`` without the
+#: experimental API, and whose ``thread/revert`` replaces ``thread/rollback`` (0.149 differs).
+PAGINATED_SINCE: Version = (0, 153, 0)
+
+
+def parse_codex_version(user_agent: str | None) -> tuple[Version | None, str | None]:
+    """``(0, 163, 0), "0.163.0"`` from a userAgent; ``(None, None)`` if it holds none."""
+    match = _VERSION_RE.search(user_agent or "")
+    if match is None:
+        return None, None
+    major, minor, patch, suffix = match.groups()
+    version = (int(major), int(minor), int(patch))
+    return version, f"{major}.{minor}.{patch}{suffix}"
 
 
 @attrs.frozen
@@ -64,6 +84,7 @@ class AppServerClient:
         on_issue: OnIssue,
         max_line_bytes: int = 64 * 1024 * 1024,
         overload_retries: int = 6,
+        experimental_api: bool = False,
     ) -> None:
         self.transport = transport
         self._on_notification = on_notification
@@ -80,6 +101,10 @@ class AppServerClient:
         self.closed = trio.Event()
         self.close_info: CloseInfo | None = None
         self.initialize_result: JsonObject | None = None
+        self.experimental_api = experimental_api
+        #: The server's Codex version (from ``initialize``), ``None`` if it did not say.
+        self.codex_version: Version | None = None
+        self.codex_version_text: str | None = None
 
     # ---- the peer's handlers ----------------------------------------------------------------
 
@@ -163,20 +188,45 @@ class AppServerClient:
         await self.peer.respond_error(request_id, code, message)
 
     async def initialize(self) -> JsonObject:
-        """The handshake: ``initialize`` (clientInfo codexd/version), then ``initialized``."""
-        result = await self.request(
-            "initialize",
-            {
-                "clientInfo": {
-                    "name": "codexd",
-                    "title": "codexd local supervisor",
-                    "version": __version__,
-                }
-            },
-        )
+        """The handshake: ``initialize`` (clientInfo codexd/version), then ``initialized``.
+
+        Opts in to the experimental API when configured, and learns the server's Codex version
+        from the userAgent (features differ by version; see :meth:`paginated`).
+        """
+        params: JsonObject = {
+            "clientInfo": {
+                "name": "codexd",
+                "title": "codexd local supervisor",
+                "version": __version__,
+            }
+        }
+        if self.experimental_api:
+            params["capabilities"] = {"experimentalApi": True}
+        result = await self.request("initialize", params)
         await self.notify("initialized", {})
         self.initialize_result = result if isinstance(result, dict) else {}
+        agent = self.initialize_result.get("userAgent")
+        self.codex_version, self.codex_version_text = parse_codex_version(
+            agent if isinstance(agent, str) else None
+        )
         return self.initialize_result
+
+    @property
+    def paginated(self) -> bool:
+        """Whether the server has paginated threads (0.153+; unknown versions count as new)."""
+        return self.codex_version is None or self.codex_version >= PAGINATED_SINCE
+
+    @property
+    def exclude_turns_ok(self) -> bool:
+        """``excludeTurns`` on resume/fork: stable since 0.153, experimental before."""
+        return self.paginated or self.experimental_api
+
+    def resume_params(self, thread_id: str, settings: JsonObject) -> JsonObject:
+        """``thread/resume`` params: without old turns where the server allows it."""
+        params: JsonObject = {"threadId": thread_id, **settings}
+        if self.exclude_turns_ok:
+            params["excludeTurns"] = True
+        return params
 
     async def aclose(self) -> None:
         await self.transport.aclose()

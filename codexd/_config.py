@@ -93,6 +93,49 @@ class RunsConfig:
     concurrency: int = attrs.field(default=2, validator=_positive)
     default_timeout_s: float = attrs.field(default=1800.0, validator=_positive)
     purposes: list[str] = attrs.field(factory=lambda: list(DEFAULT_PURPOSES))
+    #: The ``codex`` executable of exec runs; unset: ``child.command`` (else the bundled one).
+    command: str | None = None
+    #: Extra environment of exec runs; unset: ``child.env`` (one place to configure Codex).
+    env: dict[str, str] | None = None
+
+
+#: App-server methods the pass-through (``appServer/request``) refuses unless configured
+#: otherwise: what changes credentials, global Codex config or installed software, or sends data
+#: off the machine. Their params are never recorded, even when allowed.
+DEFAULT_APPSERVER_DENY = (
+    "initialize",
+    "account/login*",
+    "account/logout",
+    "account/gatewayOAuth/*",
+    "account/rateLimitResetCredit/*",
+    "account/sendAddCreditsNudgeEmail",
+    "mcpServer/oauth/*",
+    "config/value/write",
+    "config/batchWrite",
+    "config/*Write*",
+    "*/config/write",
+    "experimentalFeature/enablement/set",
+    "externalAgentConfig/import*",
+    "feedback/upload",
+    "marketplace/*",
+    "plugin/install",
+    "plugin/uninstall",
+    "plugin/share/*",
+    "skills/extraRoots/set",
+    "windowsSandbox/setupStart",
+)
+
+
+@attrs.frozen
+class AppServerConfig:
+    """What codexd may ask of the app-server beyond its own methods."""
+
+    #: Glob patterns of methods ``appServer/request`` may call (``*`` matches ``/`` too).
+    allow: list[str] = attrs.field(factory=lambda: ["*"])
+    #: Glob patterns it refuses, even when ``allow`` matches.
+    deny: list[str] = attrs.field(factory=lambda: list(DEFAULT_APPSERVER_DENY))
+    #: Opt in to Codex's experimental API at ``initialize`` (``capabilities.experimentalApi``).
+    experimental_api: bool = False
 
 
 @attrs.frozen
@@ -134,6 +177,44 @@ class EventsConfig:
     recent_limit: int = attrs.field(default=200, validator=_positive)
 
 
+def _webhook_url(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        parsed = urllib.parse.urlsplit(value)
+        parsed.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise ValueError(
+            f"{attribute.name} must be an http(s) URL ({exc}), got {value!r}"
+        ) from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{attribute.name} must be an http:// or https:// URL, got {value!r}")
+
+
+@attrs.frozen
+class WebhookConfig:
+    """One receiver of event notifications (``[[notify.webhooks]]``)."""
+
+    url: str = attrs.field(validator=_webhook_url)
+    #: Event type prefixes to send (``"approval.requested"``, ``"run."``); empty: every event.
+    events: list[str] = attrs.field(factory=list)
+    #: Key of the ``X-Codexd-Signature: sha256=<hex>`` HMAC of the body; none: unsigned.
+    secret: str | None = None
+
+
+@attrs.frozen
+class NotifyConfig:
+    """Webhook notifications: a POST per matching event, retried, never blocking the daemon."""
+
+    webhooks: list[WebhookConfig] = attrs.field(factory=list)
+    #: Deliveries waiting per webhook; when full, the oldest is dropped (and counted).
+    queue_size: int = attrs.field(default=1000, validator=_positive)
+    #: Tries per delivery (the first one included) before it is given up.
+    max_attempts: int = attrs.field(default=6, validator=_positive)
+    backoff_initial_s: float = attrs.field(default=1.0, validator=_positive)
+    backoff_max_s: float = attrs.field(default=60.0, validator=_positive)
+    #: Seconds one POST may take (connect, send, status line).
+    timeout_s: float = attrs.field(default=10.0, validator=_positive)
+
+
 def default_state_dir() -> str:
     """``$XDG_STATE_HOME/codexd``, else ``~/.local/state/codexd``."""
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(
@@ -157,6 +238,8 @@ class Config:
     api: ApiConfig = attrs.field(factory=ApiConfig)
     log: LogConfig = attrs.field(factory=LogConfig)
     events: EventsConfig = attrs.field(factory=EventsConfig)
+    appserver: AppServerConfig = attrs.field(factory=AppServerConfig)
+    notify: NotifyConfig = attrs.field(factory=NotifyConfig)
 
     @property
     def state_path(self) -> Path:
@@ -251,7 +334,9 @@ def _env_value(raw: str) -> Any:
 
 
 #: Keys whose values are lists: a plain comma-separated env value is split for these.
-_LIST_KEYS = frozenset({"child.args", "runs.purposes", "api.allowed_origins"})
+_LIST_KEYS = frozenset(
+    {"child.args", "runs.purposes", "api.allowed_origins", "appserver.allow", "appserver.deny"}
+)
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
@@ -389,16 +474,20 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 
 __all__ = [
+    "DEFAULT_APPSERVER_DENY",
     "ApiConfig",
+    "AppServerConfig",
     "ApprovalsConfig",
     "ChildConfig",
     "Config",
     "EventsConfig",
     "LogConfig",
+    "NotifyConfig",
     "RestartConfig",
     "RunsConfig",
     "StopConfig",
     "TurnsConfig",
+    "WebhookConfig",
     "config_to_dict",
     "env_overrides",
     "load_config",

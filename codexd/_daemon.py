@@ -16,10 +16,9 @@ from typing import Any
 import attrs
 import trio
 
-from . import _time
+from . import _binary, _time
 from ._approvals import ApprovalBroker
 from ._appserver import AppServerClient
-from ._binary import bundled_codex, with_codex_path
 from ._child import ChildSpec, ManagedChild
 from ._config import Config
 from ._errors import ChildSpawnError, NotFound, StoreError, WrongMode
@@ -40,11 +39,11 @@ from ._records import (
 from ._routes import AppServerRoutes
 from ._runs import RunQueue
 from ._sessions import SessionManager
-from ._states import SESSION
-from ._store import Store, Update, new_id
+from ._store import Store, new_id
 from ._subscriptions import EventFilter, Subscription
 from ._supervisor import AppServerSupervisor
 from ._tasks import TaskHost, describe_failure
+from ._threads import ThreadOps
 from ._version import __version__
 
 
@@ -76,6 +75,7 @@ class Daemon:
         self._child_done = trio.Event()
         self._child_done.set()
         self.sessions = SessionManager(store, config, self, self.tasks)
+        self.threads = ThreadOps(self.sessions)
         self.approvals = ApprovalBroker(store, config, self.tasks, self.sessions.session_of_thread)
         self.supervisor: AppServerSupervisor | None = None
         self.runs = RunQueue(store, config)
@@ -90,8 +90,8 @@ class Daemon:
 
     def _child_spec(self) -> ChildSpec:
         cfg = self.config.child
-        command = cfg.command or bundled_codex()
-        env = with_codex_path(os.environ) if cfg.command is None else dict(os.environ)
+        command = cfg.command or _binary.bundled_codex()
+        env = _binary.with_codex_path(os.environ) if cfg.command is None else dict(os.environ)
         env.update(cfg.env)
         env["CODEXD_DAEMON_ID"] = self.store.daemon_id
         env["CODEXD_SERVER_ENDPOINT"] = self.endpoint
@@ -118,6 +118,11 @@ class Daemon:
 
     async def _start(self) -> None:
         self._set_info(status="starting")
+        if self.config.notify.webhooks and not self._plain_child:
+            from ._webhooks import WebhookService
+
+            self.webhooks = WebhookService(self.store, self.config.notify)
+            await self.tasks.start_service("webhooks", self.webhooks.run)
         await self.store.record(
             "daemon.started",
             f"codexd {__version__} started in {self.config.mode} mode (pid {os.getpid()}).",
@@ -306,6 +311,7 @@ class Daemon:
             recent_events=list(self.store.recent_events),
             last_seq=self.store.last_seq,
             store=health,
+            app_server=self.supervisor.info if self.supervisor is not None else None,
         )
 
     def subscribe(
@@ -372,33 +378,9 @@ class Daemon:
         return [s for s in sessions if status is None or s.status == status]
 
     async def close_session(self, session_id: str) -> Session:
-        """Mark a session closed (idempotent). Its thread stays on disk in ``CODEX_HOME``."""
-        session = self.get_session(session_id)
-        if session.status == "closed":
-            return session
-        await self.store.record(
-            "session.closed",
-            f"Closed session {session_id}.",
-            detail={"sessionId": session_id, "threadId": session.thread_id},
-            session_id=session_id,
-            records=[
-                Update(
-                    Session,
-                    session_id,
-                    lambda s: (
-                        attrs.evolve(
-                            s,
-                            status=SESSION.move(s.status, "closed"),
-                            current_turn_id=None,
-                            updated_at=_time.now_iso(),
-                        )
-                        if s is not None and SESSION.allows(s.status, "closed")
-                        else None  # closed twice at once: it closes once
-                    ),
-                )
-            ],
-        )
-        return self.get_session(session_id)
+        """Close a session (idempotent): its running turn is interrupted (bounded), its thread
+        unsubscribed; the thread stays on disk in ``CODEX_HOME``."""
+        return await self.sessions.close_session(session_id)
 
     # ---- the app-server: sessions, turns, approvals ---------------------------------------
 

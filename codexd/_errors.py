@@ -6,8 +6,7 @@ parameter when there is one. No two classes share a code::
 
     CodexdError                     -32000
     ├── ProtocolError               -32600  a JSON-RPC peer broke the protocol (or we did)
-    │   ├── LocalProtocolError              codexd misused the sans-IO core (a bug here)
-    │   └── RemoteProtocolError             the peer sent what cannot be recovered from
+    │   └── LocalProtocolError              codexd misused the sans-IO core (a bug here)
     ├── InvalidRequest              -32602  bad params; ``field`` names the path
     ├── IllegalTransition           -32603  a status change its state table forbids (a bug)
     ├── ConfigError                 -32010
@@ -22,6 +21,7 @@ parameter when there is one. No two classes share a code::
     ├── ListenError                 -32012
     ├── AppServerTimeout            -32013  the app-server did not answer in time
     ├── AppServerError              -32014  the app-server answered with an error
+    │   └── RelayedError            (its code) relayed whole by appServer/request
     ├── SubscriberOverflow          -32016  a subscriber fell behind and was dropped
     ├── CallTimeout                 -32017  (client) the daemon did not answer in time
     ├── DaemonUnreachable           -32003  (client) no daemon answers
@@ -53,11 +53,6 @@ class ProtocolError(CodexdError):
 class LocalProtocolError(ProtocolError):
     """This side misused the sans-IO core: params that are not an object, a value JSON cannot
     encode, data fed after EOF. A bug in codexd, never the peer's fault."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer broke the protocol beyond recovery (every garbage line today is recoverable and
-    comes back as a ``ProtocolIssue`` event instead; this exists for ``except`` clauses)."""
 
 
 class InvalidRequest(CodexdError):
@@ -156,6 +151,16 @@ class AppServerError(CodexdError):
         self.rpc_code = rpc_code
         self.rpc_message = rpc_message
         self.data = data
+
+
+class RelayedError(AppServerError):
+    """An app-server error relayed to an API caller as is: its code, message and data
+    (``appServer/request``)."""
+
+    def __init__(self, method: str, rpc_code: int, rpc_message: str, data: Any = None) -> None:
+        super().__init__(method, rpc_code, rpc_message, data)
+        self.code = rpc_code
+        self.message = rpc_message
 
 
 class SubscriberOverflow(CodexdError):

@@ -18,20 +18,26 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _params as p
+from ._errors import WrongMode
 from ._records import (
+    AccountInfo,
     Approval,
     ApprovalList,
     EventPage,
+    ModelList,
     Restarting,
+    ReviewAccepted,
     Run,
     RunList,
     Session,
     SessionList,
     Snapshot,
     Subscribed,
+    ThreadList,
     TurnAccepted,
     TurnResult,
     Unsubscribed,
+    to_wire_compact,
 )
 from ._subscriptions import EventFilter
 
@@ -132,6 +138,57 @@ async def _events_list(d: Daemon, params: p.EventsListParams) -> EventPage:
     return EventPage(events, last_seq)
 
 
+async def _appserver_request(d: Daemon, params: p.AppServerRequestParams) -> Any:
+    if d.supervisor is None:
+        raise WrongMode("no app-server in this mode (config mode is 'exec')")
+    return await d.supervisor.relay(params.method, params.params)
+
+
+async def _thread_list(d: Daemon, params: p.ThreadListParams) -> ThreadList:
+    return await d.threads.list_threads(params)
+
+
+async def _session_fork(d: Daemon, params: p.SessionForkParams) -> Session:
+    return await d.threads.fork_session(params)
+
+
+async def _session_revert(d: Daemon, params: p.SessionRevertParams) -> Session:
+    return await d.threads.revert_session(params)
+
+
+async def _session_compact(d: Daemon, params: p.SessionRef) -> Session:
+    return await d.threads.compact_session(params.session_id)
+
+
+async def _session_rename(d: Daemon, params: p.SessionRenameParams) -> Session:
+    return await d.threads.rename_session(params)
+
+
+async def _review_start(d: Daemon, params: p.ReviewStartParams) -> ReviewAccepted:
+    return await d.threads.start_review(params)
+
+
+async def _model_list(d: Daemon, params: p.ModelListParams) -> ModelList:
+    client = await d.client()
+    result = await client.request("model/list", to_wire_compact(params))
+    data = [m for m in result.get("data") or [] if isinstance(m, dict)]
+    cursor = result.get("nextCursor")
+    return ModelList(data, cursor if isinstance(cursor, str) else None)
+
+
+async def _account_read(d: Daemon, params: p.AccountReadParams) -> AccountInfo:
+    client = await d.client()
+    result = await client.request("account/read", to_wire_compact(params))
+    if d.supervisor is not None and isinstance(result, dict):
+        d.supervisor.account_changed(result)
+    account = result.get("account")
+    requires = result.get("requiresOpenaiAuth")
+    return AccountInfo(
+        account if isinstance(account, dict) else None,
+        requires if isinstance(requires, bool) else None,
+    )
+
+
 def _table(*methods: Method) -> dict[str, Method]:
     return {m.name: m for m in methods}
 
@@ -162,6 +219,34 @@ METHODS: dict[str, Method] = _table(
         _session_close,
     ),
     Method(
+        "session/fork",
+        p.SessionForkParams,
+        Session,
+        "A new session on a fork of the session's thread (the model keeps its history).",
+        _session_fork,
+    ),
+    Method(
+        "session/revert",
+        p.SessionRevertParams,
+        Session,
+        "Drop the last N turns of the session's thread (local file changes stay).",
+        _session_revert,
+    ),
+    Method(
+        "session/compact",
+        p.SessionRef,
+        Session,
+        "Compact the thread's history (Codex runs the compaction as a turn).",
+        _session_compact,
+    ),
+    Method(
+        "session/rename",
+        p.SessionRenameParams,
+        Session,
+        "Name the session's thread.",
+        _session_rename,
+    ),
+    Method(
         "turn/start",
         p.TurnStartParams,
         TurnAccepted,
@@ -181,6 +266,35 @@ METHODS: dict[str, Method] = _table(
         TurnResult,
         "Wait until a turn ends (status inProgress if timeoutS passes first).",
         _turn_wait,
+    ),
+    Method(
+        "review/start",
+        p.ReviewStartParams,
+        ReviewAccepted,
+        "A code review as a turn of the session (wait for it with turn/wait).",
+        _review_start,
+    ),
+    Method(
+        "thread/list",
+        p.ThreadListParams,
+        ThreadList,
+        "Codex's own threads, each with the codexd session on it (codexdSessionId).",
+        _thread_list,
+    ),
+    Method("model/list", p.ModelListParams, ModelList, "The models Codex offers.", _model_list),
+    Method(
+        "account/read",
+        p.AccountReadParams,
+        AccountInfo,
+        "Codex's login state (also in daemon/status).",
+        _account_read,
+    ),
+    Method(
+        "appServer/request",
+        p.AppServerRequestParams,
+        object,
+        "Any app-server method, its result as is; guarded by appserver.allow/deny.",
+        _appserver_request,
     ),
     Method("run/create", p.RunCreateParams, Run, "Queue a codex exec run.", _run_create),
     Method("run/get", p.RunRef, Run, "One run.", _run_get),

@@ -132,6 +132,16 @@ class NotificationTable:
         if note.thread_id is None or note.turn_id is None or not isinstance(turn_obj, dict):
             return Effect("App-server turn/started.")
         turn_id, status = note.turn_id, str(turn_obj.get("status") or "inProgress")
+        root = turn_obj.get("rootTurnId")
+        if not isinstance(root, str):  # older Codex (0.149) does not say: a review in flight
+            root = self.turns.review_in_flight(note.thread_id)
+        if root is not None and root != turn_id:
+            # Part of another turn (an inline review's inner turn): that turn is the one that
+            # completes, so it stays the session's current turn.
+            outer = self.turns.get(root)
+            if outer is not None:
+                outer.touch()
+            return Effect(f"App-server turn {turn_id} started (within turn {root}).")
         if note.session_id is not None:
             self.turns.tracker(note.session_id, note.thread_id, turn_id)
         records = self._patch_thread(

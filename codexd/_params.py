@@ -270,6 +270,103 @@ class ApprovalRespondParams:
 
 @_strict
 @attrs.frozen
+class AppServerRequestParams:
+    """``appServer/request``: any app-server method, guarded by ``appserver.allow/deny``."""
+
+    method: str = attrs.field(validator=non_empty)
+    params: dict[str, Any] = attrs.field(factory=dict)
+
+
+@_strict
+@attrs.frozen
+class ThreadListParams:
+    """``thread/list``: Codex's own threads (the app-server's parameter names)."""
+
+    cursor: str | None = None
+    limit: int | None = attrs.field(default=None, validator=non_negative)
+    archived: bool | None = None
+    cwd: str | list[str] | None = None
+    search_term: str | None = None
+    source_kinds: list[str] | None = None
+    model_providers: list[str] | None = None
+    sort_key: str | None = None
+    sort_direction: Literal["asc", "desc"] | None = None
+
+
+@_strict
+@attrs.frozen
+class SessionForkParams:
+    """``session/fork``: a new session on a fork of the session's thread (its history kept)."""
+
+    session_id: str
+    #: Keep the history up to and including this turn (default: all of it).
+    last_turn_id: str | None = attrs.field(default=None, validator=non_empty)
+    #: The new session's purpose (default: the original's).
+    purpose: str | None = attrs.field(default=None, validator=non_empty)
+    metadata: dict[str, str] = attrs.field(factory=dict)
+
+
+@_strict
+@attrs.frozen
+class SessionRevertParams:
+    """``session/revert``: drop the thread's last ``turns`` turns (files are not reverted)."""
+
+    session_id: str
+    turns: int = attrs.field(default=1, validator=lambda _i, a, v: _at_least_one(a, v))
+
+
+@_strict
+@attrs.frozen
+class SessionRenameParams:
+    session_id: str
+    name: str = attrs.field(validator=non_empty)
+
+
+#: The review targets Codex knows (``review/start``'s ``target.type``).
+REVIEW_TARGETS = ("uncommittedChanges", "baseBranch", "commit", "custom")
+
+
+def _review_target(_inst: object, attribute: attrs.Attribute[Any], value: dict[str, Any]) -> None:
+    kind = value.get("type")
+    if kind not in REVIEW_TARGETS:
+        raise _fail(attribute, f"type must be one of {', '.join(REVIEW_TARGETS)}", ".type")
+
+
+@_strict
+@attrs.frozen
+class ReviewStartParams:
+    """``review/start``: a code review as a turn of the session (wait with ``turn/wait``)."""
+
+    session_id: str
+    #: ``{"type": "uncommittedChanges"}``, ``{"type": "baseBranch", "branch": "main"}``,
+    #: ``{"type": "commit", "sha": ...}`` or ``{"type": "custom", "instructions": ...}``.
+    target: dict[str, Any] = attrs.field(
+        factory=lambda: {"type": "uncommittedChanges"}, validator=_review_target
+    )
+    delivery: Literal["inline", "detached"] | None = None
+
+
+@_strict
+@attrs.frozen
+class ModelListParams:
+    cursor: str | None = None
+    limit: int | None = attrs.field(default=None, validator=non_negative)
+    include_hidden: bool | None = None
+
+
+@_strict
+@attrs.frozen
+class AccountReadParams:
+    refresh_token: bool | None = None
+
+
+def _at_least_one(attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        raise _fail(attribute, f"must be >= 1, got {value}")
+
+
+@_strict
+@attrs.frozen
 class EventsSubscribeParams:
     #: Replay stored events with a greater seq first (omit: live events only).
     since: int | None = attrs.field(default=None, validator=non_negative)
@@ -329,6 +426,17 @@ def _structure_input(value: Any, _type: Any) -> Any:
 
 converter.register_structure_hook(ApprovalPolicyValue | None, _structure_policy)
 converter.register_structure_hook(str | list[dict[str, Any]], _structure_input)
+
+
+def _structure_cwds(value: Any, _type: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise ValueError("must be a path or a list of paths")
+
+
+converter.register_structure_hook(str | list[str] | None, _structure_cwds)
 
 
 def parse(cls: type[P], params: Any) -> P:

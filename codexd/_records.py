@@ -74,6 +74,10 @@ class Session:
     #: The thread settings given at creation, re-applied when the thread is resumed after a
     #: restart (approval policy, sandbox, model, ...).
     settings: JsonObject = attrs.field(factory=dict)
+    #: The thread's name (``session/rename``).
+    name: str | None = None
+    #: The session this one was forked from (``session/fork``).
+    forked_from: str | None = None
 
 
 @attrs.frozen
@@ -156,6 +160,53 @@ class TurnResult:
 
 
 @attrs.frozen
+class ReviewAccepted:
+    """What ``review/start`` returns: the review turn (wait for it with ``turn/wait``)."""
+
+    turn_id: str
+    review_thread_id: str | None
+    session: Session
+
+
+@attrs.frozen
+class AppServerInfo:
+    """The app-server codexd is connected to, as ``initialize`` and ``account/read`` told."""
+
+    user_agent: str | None = None
+    #: The Codex version parsed from the user agent (``0.163.0``), if it had one.
+    codex_version: str | None = None
+    experimental_api: bool = False
+    codex_home: str | None = None
+    platform_os: str | None = None
+    #: ``account/read`` at connect: ``{"account": ..., "requiresOpenaiAuth": ...}``.
+    account: JsonObject | None = None
+
+
+@attrs.frozen
+class ThreadList:
+    """``thread/list``: Codex's threads as it sends them, each with ``codexdSessionId``."""
+
+    data: list[JsonObject]
+    next_cursor: str | None = None
+
+
+@attrs.frozen
+class ModelList:
+    """``model/list``: the models Codex offers, as it sends them."""
+
+    data: list[JsonObject]
+    next_cursor: str | None = None
+
+
+@attrs.frozen
+class AccountInfo:
+    """``account/read``: the login state (``account`` is ``None`` when not logged in)."""
+
+    account: JsonObject | None
+    requires_openai_auth: bool | None = None
+
+
+@attrs.frozen
 class DaemonInfo:
     """The running daemon process."""
 
@@ -198,6 +249,8 @@ class Snapshot:
     recent_events: list[Event]
     last_seq: int
     store: StoreHealth = attrs.field(factory=StoreHealth)
+    #: The connected app-server (version, account); ``None`` before the first connect.
+    app_server: AppServerInfo | None = None
 
 
 @attrs.frozen

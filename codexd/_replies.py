@@ -37,16 +37,6 @@ KNOWN_SERVER_REQUESTS: frozenset[str] = frozenset(
     }
 )
 
-_APPROVAL_KINDS = frozenset(
-    {
-        "item/commandExecution/requestApproval",
-        "item/fileChange/requestApproval",
-        "item/permissions/requestApproval",
-        "applyPatchApproval",
-        "execCommandApproval",
-    }
-)
-
 #: Legacy (v1) approvals speak ReviewDecision; a denial is an object carrying the reason.
 _LEGACY: dict[Decision, Any] = {
     "accept": "approved",
@@ -65,10 +55,6 @@ class ReplyBody:
 
     result: dict[str, Any] | None = None
     error: tuple[int, str] | None = None
-
-
-def is_approval_kind(method: str) -> bool:
-    return method in _APPROVAL_KINDS
 
 
 def _offered(params: Mapping[str, Any]) -> list[str] | None:

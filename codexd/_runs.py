@@ -24,8 +24,7 @@ from typing import Any
 import attrs
 import trio
 
-from . import _time
-from ._binary import bundled_codex, with_codex_path
+from . import _binary, _time
 from ._config import Config
 from ._errors import ChildSpawnError, InvalidRequest, NotFound
 from ._framing import LineFramer
@@ -111,6 +110,11 @@ class RunQueue:
         self.max_live_processes = 0
         self._stopping = False
         self._recovered = False
+        #: ``run.started`` is recorded in queue order: each run waits for the one before it
+        #: (spawns run in worker threads and may finish out of order).
+        self._gates: dict[str, tuple[trio.Event, trio.Event]] = {}
+        self._last_gate = trio.Event()
+        self._last_gate.set()
 
     # ---- API -----------------------------------------------------------------------------
 
@@ -261,6 +265,9 @@ class RunQueue:
                 run_id = self._queue.popleft()
                 scope = trio.CancelScope()
                 self._running[run_id] = scope
+                gate = trio.Event()
+                self._gates[run_id] = (self._last_gate, gate)
+                self._last_gate = gate
                 nursery.start_soon(self._execute, run_id, scope)
 
     async def _execute(self, run_id: str, scope: trio.CancelScope) -> None:
@@ -270,6 +277,8 @@ class RunQueue:
                 return
             await self._run_one(run, scope)
         finally:
+            _, gate = self._gates.pop(run_id, (None, trio.Event()))
+            gate.set()
             self._running.pop(run_id, None)
             self._limit.release()
             if self.get_run(run_id).status in FINAL_RUN_STATUSES:
@@ -277,9 +286,29 @@ class RunQueue:
                 if event is not None:
                     event.set()
 
+    def _command(self) -> str:
+        """``runs.command``, else ``child.command``, else the bundled Codex."""
+        return self.config.runs.command or self.config.child.command or _binary.bundled_codex()
+
+    def _base_env(self) -> dict[str, str]:
+        """The daemon's environment plus ``runs.env`` (unset: ``child.env``).
+
+        One place configures Codex: a ``child.env`` pointing at a provider applies to runs too.
+        The bundled binary's helper folder goes on ``PATH`` when the bundled binary is used.
+        """
+        if self._env is not None:
+            return dict(self._env)
+        bundled = self._codex_argv is None and not (
+            self.config.runs.command or self.config.child.command
+        )
+        env = _binary.with_codex_path(os.environ) if bundled else dict(os.environ)
+        extra = self.config.runs.env
+        env.update(self.config.child.env if extra is None else extra)
+        return env
+
     def _argv(self, run: Run, options: RunOptions, last_message: Path) -> list[str]:
         o = options
-        argv = [*(self._codex_argv or [bundled_codex()]), "exec", "--json"]
+        argv = [*(self._codex_argv or [self._command()]), "exec", "--json"]
         if o.skip_git_repo_check:
             argv.append("--skip-git-repo-check")
         if run.cwd:
@@ -308,8 +337,7 @@ class RunQueue:
         except InvalidRequest as exc:
             await self._finish(run, "failed", error=f"invalid run options: {exc.message}")
             return
-        base_env = self._env if self._env is not None else with_codex_path(os.environ)
-        env = {**base_env, **options.env}
+        env = {**self._base_env(), **options.env}
         env["CODEXD_DAEMON_ID"] = self.store.daemon_id
         argv = self._argv(run, options, last_message)
         timeout_s = options.timeout_s or self.config.runs.default_timeout_s
@@ -330,6 +358,9 @@ class RunQueue:
         outcome = _Outcome()
         timed_out = False
         try:
+            before, gate = self._gates.get(run.run_id, (None, None))
+            if before is not None:
+                await before.wait()
             await self.store.record(
                 "run.started",
                 f"Started run {run.run_id} (pid {process.pid}).",
@@ -338,6 +369,8 @@ class RunQueue:
                 session_id=run.session_id,
                 records=[started],
             )
+            if gate is not None:
+                gate.set()
             with scope:
                 with trio.move_on_after(timeout_s) as deadline:
                     async with trio.open_nursery() as nursery:

@@ -22,13 +22,26 @@ from ._config import Config
 from ._errors import (
     AppServerError,
     AppServerTimeout,
+    CodexdError,
     InvalidRequest,
     NotActive,
     NotFound,
     WrongMode,
 )
-from ._params import SessionCreateParams, TurnStartParams, check_directory
-from ._records import FINAL_TURN_STATUSES, Session, TurnAccepted, TurnResult, to_wire_compact
+from ._params import (
+    SessionCreateParams,
+    TurnStartParams,
+    check_directory,
+)
+from ._records import (
+    FINAL_TURN_STATUSES,
+    Session,
+    TurnAccepted,
+    TurnResult,
+    to_camel,
+    to_wire_compact,
+)
+from ._states import SESSION
 from ._store import Store, Update, new_id, patch
 from ._tasks import TaskHost
 from ._turns import ClientProvider, TurnBook, final_agent_message
@@ -54,6 +67,14 @@ def _with_error(error: str) -> Callable[[Session], Session]:
     return lambda s: attrs.evolve(s, last_error=error, updated_at=_time.now_iso())
 
 
+def changed(**changes: Any) -> Callable[[Session], Session]:
+    return lambda s: attrs.evolve(s, updated_at=_time.now_iso(), **changes)
+
+
+#: ``turn/start`` options Codex accepts only with the experimental API (every version seen).
+EXPERIMENTAL_TURN_OPTIONS = ("collaboration_mode",)
+
+
 class SessionManager:
     """Sessions (threads) and their turns; the consumer of app-server notifications."""
 
@@ -72,9 +93,13 @@ class SessionManager:
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _require_mode(self) -> None:
+    def require_mode(self) -> None:
         if self.config.mode != "app-server":
             raise WrongMode("sessions and turns require app-server mode (config mode is 'exec')")
+
+    def get(self, session_id: str) -> Session:
+        """The session, or :class:`NotFound` naming ``sessionId``."""
+        return self._session(session_id)
 
     def _session(self, session_id: str) -> Session:
         session = self.store.get_session(session_id)
@@ -82,7 +107,7 @@ class SessionManager:
             raise NotFound(f"unknown session {session_id!r}", field="sessionId")
         return session
 
-    def _active(self, session_id: str) -> Session:
+    def active(self, session_id: str) -> Session:
         session = self._session(session_id)
         if session.status != "active":
             raise NotActive(f"session {session_id!r} is closed", field="sessionId")
@@ -106,24 +131,43 @@ class SessionManager:
 
     async def create_session(self, params: SessionCreateParams) -> Session:
         """Start a new app-server thread (or resume ``threadId``) and record it as a session."""
-        self._require_mode()
+        self.require_mode()
         await check_directory(params.cwd, "cwd")
         settings = to_wire_compact(params.settings())
         thread_id = params.thread_id
         client = await self.provider.client()
         if thread_id:
             result = await client.request(
-                "thread/resume", {"threadId": thread_id, "excludeTurns": True, **settings}
+                "thread/resume", client.resume_params(thread_id, settings)
             )
         else:
             result = await client.request("thread/start", settings)
+        session = self.new_session(
+            result, params.purpose.strip(), dict(params.metadata), settings, track_last_turn=True
+        )
+        kind = "resumed" if thread_id else "created"
+        await self.record_new(f"session.{kind}", f"{kind.capitalize()} session", session)
+        return session
+
+    def new_session(
+        self,
+        result: JsonObject,
+        purpose: str,
+        metadata: dict[str, str],
+        settings: JsonObject,
+        *,
+        track_last_turn: bool = False,
+        forked_from: str | None = None,
+    ) -> Session:
+        """A session record for a ``thread/start|resume|fork`` result; binds its thread."""
         thread = result.get("thread") or {}
         now = _time.now_iso()
-        turns = thread.get("turns") or []
+        turns = thread.get("turns") or [] if track_last_turn else []
         last_turn = turns[-1] if turns else {}
+        name = thread.get("name")
         session = Session(
             session_id=new_id("session"),
-            purpose=params.purpose.strip(),
+            purpose=purpose,
             thread_id=thread.get("id"),
             status="active",
             endpoint=self.provider.endpoint,
@@ -137,35 +181,106 @@ class SessionManager:
             reasoning_effort=result.get("reasoningEffort"),
             last_turn_id=last_turn.get("id"),
             last_turn_status=last_turn.get("status"),
-            metadata=dict(params.metadata),
+            metadata=metadata,
             settings=settings,
+            name=name if isinstance(name, str) else None,
+            forked_from=forked_from,
         )
         if session.thread_id:
             self._thread_sessions[session.thread_id] = session.session_id
-        kind = "resumed" if thread_id else "created"
+        return session
+
+    async def record_new(self, event_type: str, what: str, session: Session) -> None:
         await self.store.record(
-            f"session.{kind}",
-            f"{kind.capitalize()} session {session.session_id} for thread {session.thread_id}.",
+            event_type,
+            f"{what} {session.session_id} for thread {session.thread_id}.",
             detail={
                 "sessionId": session.session_id,
                 "threadId": session.thread_id,
                 "purpose": session.purpose,
                 "model": session.model,
+                "forkedFrom": session.forked_from,
             },
             session_id=session.session_id,
             records=[session],
         )
-        return session
+
+    async def close_session(self, session_id: str) -> Session:
+        """Close a session (idempotent): interrupt its running turn, unsubscribe its thread.
+
+        The interrupt is bounded by ``turns.interrupt_timeout_s`` (the turn ends
+        ``interrupted``, or is failed if it does not end); so is ``thread/unsubscribe``, whose
+        failure is only noted in the ``session.closed`` event. The thread stays in CODEX_HOME.
+        """
+        session = self._session(session_id)
+        if session.status == "closed":
+            return session
+        detail: JsonObject = {"sessionId": session_id, "threadId": session.thread_id}
+        if session.thread_id and self.config.mode == "app-server":
+            detail.update(await self._release_thread(session, session.thread_id))
+        await self.store.record(
+            "session.closed",
+            f"Closed session {session_id}.",
+            detail=detail,
+            session_id=session_id,
+            records=[
+                Update(
+                    Session,
+                    session_id,
+                    lambda s: (
+                        attrs.evolve(
+                            s,
+                            status=SESSION.move(s.status, "closed"),
+                            current_turn_id=None,
+                            updated_at=_time.now_iso(),
+                        )
+                        if s is not None and SESSION.allows(s.status, "closed")
+                        else None  # closed twice at once: it closes once
+                    ),
+                )
+            ],
+        )
+        return self._session(session_id)
+
+    async def _release_thread(self, session: Session, thread_id: str) -> JsonObject:
+        bound = self.config.turns.interrupt_timeout_s
+        out: JsonObject = {}
+        turn_id = session.current_turn_id
+        if turn_id:
+            turn = self.turns.tracker(session.session_id, thread_id, turn_id)
+            if not turn.done.is_set():
+                await self.turns.interrupt(turn, reason="session closed")
+            out.update(interruptedTurnId=turn_id, turnStatus=turn.status)
+        if self._thread_sessions.get(thread_id) == session.session_id:
+            del self._thread_sessions[thread_id]
+        others = [
+            s for s in self.sessions_of_thread(thread_id) if s.session_id != session.session_id
+        ]
+        if others:
+            return out
+        with trio.move_on_after(bound) as scope:
+            try:
+                client = await self.provider.client()
+                result = await client.request(
+                    "thread/unsubscribe", {"threadId": thread_id}, timeout_s=bound
+                )
+                out["unsubscribed"] = result.get("status") if isinstance(result, dict) else None
+            except CodexdError as exc:
+                out["unsubscribeError"] = str(exc)
+        if scope.cancelled_caught:
+            out["unsubscribeError"] = f"no answer within {bound:g}s"
+        return out
 
     # ---- turns ---------------------------------------------------------------------------
 
     async def start_turn(self, params: TurnStartParams) -> TurnAccepted:
         """Start a turn, or steer the running one when ``expectedTurnId`` is given."""
-        self._require_mode()
+        self.require_mode()
         session_id = params.session_id
         expected_turn_id = params.expected_turn_id
-        session = self._active(session_id)
+        session = self.active(session_id)
         items = _text_input(params.input)
+        self._check_experimental(params)
         overrides = to_wire_compact(params.options())
         client = await self.provider.client()
         assert session.thread_id is not None
@@ -180,42 +295,68 @@ class SessionManager:
                 "turn/start", {"threadId": session.thread_id, "input": items, **overrides}
             )
             turn_id = str((result.get("turn") or {}).get("id"))
-        turn = self.turns.tracker(session_id, session.thread_id, turn_id)
+        await self.accept(
+            session,
+            session.thread_id,
+            turn_id,
+            "turn.accepted",
+            f"{'Steered' if expected_turn_id else 'Accepted'} turn {turn_id}",
+            steered=bool(expected_turn_id),
+        )
+        return TurnAccepted(turn_id, self._session(session_id), bool(expected_turn_id))
+
+    def _check_experimental(self, params: TurnStartParams) -> None:
+        if self.config.appserver.experimental_api:
+            return
+        for name in EXPERIMENTAL_TURN_OPTIONS:
+            if getattr(params, name) is not None:
+                field = to_camel(name)
+                raise InvalidRequest(
+                    f"{field} needs Codex's experimental API:"
+                    " set appserver.experimental_api = true in codexd's config",
+                    field=field,
+                )
+
+    async def accept(
+        self,
+        session: Session,
+        thread_id: str,
+        turn_id: str,
+        event_type: str,
+        message: str,
+        *,
+        steered: bool = False,
+    ) -> None:
+        """Track a turn codexd started (a tracker with its watchdog) and record it."""
+        session_id = session.session_id
+        turn = self.turns.tracker(session_id, thread_id, turn_id)
         turn.last_activity = trio.current_time()
         changes: list[Update] = []
-        if not turn.done.is_set():
+        if not turn.done.is_set() and thread_id == session.thread_id:
             status = turn.status
             changes.append(
                 _patch_session(
                     session_id,
-                    lambda s: attrs.evolve(
-                        s,
-                        current_turn_id=turn_id,
-                        last_turn_id=turn_id,
-                        last_turn_status=status,
-                        updated_at=_time.now_iso(),
-                    ),
+                    changed(current_turn_id=turn_id, last_turn_id=turn_id, last_turn_status=status),
                 )
             )
         await self.store.record(
-            "turn.accepted",
-            f"{'Steered' if expected_turn_id else 'Accepted'} turn {turn_id}"
-            f" for session {session_id}.",
+            event_type,
+            f"{message} for session {session_id}.",
             detail={
                 "sessionId": session_id,
-                "threadId": session.thread_id,
+                "threadId": thread_id,
                 "turnId": turn_id,
-                "steered": bool(expected_turn_id),
+                "steered": steered,
             },
             session_id=session_id,
             records=changes,
         )
-        return TurnAccepted(turn_id, self._session(session_id), bool(expected_turn_id))
 
     async def interrupt_turn(self, session_id: str) -> TurnResult:
         """Interrupt the session's current turn; bounded, and the turn settles either way."""
-        self._require_mode()
-        session = self._active(session_id)
+        self.require_mode()
+        session = self.active(session_id)
         turn_id = session.current_turn_id
         if not turn_id:
             raise NotActive(f"session {session_id!r} has no turn in progress", field="sessionId")
@@ -292,8 +433,7 @@ class SessionManager:
                 continue
             try:
                 await client.request(
-                    "thread/resume",
-                    {"threadId": session.thread_id, "excludeTurns": True, **session.settings},
+                    "thread/resume", client.resume_params(session.thread_id, session.settings)
                 )
                 await self.store.record(
                     "session.resumed",
@@ -384,5 +524,3 @@ class SessionManager:
                 )
             ],
         )
-
-    # ---- the watchdog --------------------------------------------------------------------

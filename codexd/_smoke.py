@@ -172,7 +172,9 @@ REAL_SMOKE_REPLY = "codexd smoke: the real app-server answered"
 
 
 async def run_real_smoke(config: Config, *, timeout_s: float = 60.0) -> SmokeResult:
-    """Spawn the real bundled Codex app-server against the fake model provider; run one turn.
+    """Spawn the real Codex app-server against the fake model provider; run one turn.
+
+    The app-server is ``child.command`` (with ``child.args``), else the bundled binary.
 
     Everything stays on this machine: the binary gets a throw-away ``CODEX_HOME`` and ``HOME``
     whose config points it at the fake provider on 127.0.0.1 with every network feature off.
@@ -189,10 +191,14 @@ async def run_real_smoke(config: Config, *, timeout_s: float = 60.0) -> SmokeRes
             home = await trio.to_thread.run_sync(
                 lambda: write_codex_home(state / "smoke-codex", base_url=provider.base_url)
             )
+            # The configured command (and args) is what the smoke proves: a broken
+            # child.command must fail it. The environment points Codex at the fake provider.
             real_config = attrs.evolve(
                 config,
                 mode="app-server",
-                child=ChildConfig(strategy="spawn", env=home.env({})),
+                child=attrs.evolve(
+                    config.child, strategy="spawn", env={**config.child.env, **home.env({})}
+                ),
             )
             async with open_daemon(real_config) as daemon:
                 child_state = daemon.status().child

@@ -13,6 +13,8 @@ keeps serving) until :meth:`restart`.
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import random
 import signal
 from collections import deque
@@ -25,12 +27,20 @@ import trio_websocket
 from . import _time
 from ._appserver import AppServerClient, CloseInfo
 from ._child import ChildExit, ChildSpec, ManagedChild
-from ._config import Config
-from ._errors import ChildSpawnError, CodexdError, Unavailable
+from ._config import DEFAULT_APPSERVER_DENY, Config
+from ._errors import (
+    AppServerError,
+    ChildSpawnError,
+    CodexdError,
+    InvalidRequest,
+    RelayedError,
+    StoreError,
+    Unavailable,
+)
 from ._groups import unwrap_single
 from ._messages import JsonObject, Notification, ProtocolIssue, Request
 from ._process import kill_group
-from ._records import ChildState, ChildStatus
+from ._records import AppServerInfo, ChildState, ChildStatus
 from ._states import CHILD, SUPERVISOR
 from ._store import Store
 from ._transport import StdioTransport, Transport, WebSocketTransport
@@ -57,6 +67,17 @@ class Listener(Protocol):
 
     async def issue(self, issue: ProtocolIssue) -> None:
         """Garbage on the wire, or a late answer."""
+
+
+def _bounded(params: JsonObject, limit: int = 4096) -> JsonObject:
+    """``params`` for an event, or only its keys when its JSON is larger than ``limit``."""
+    if len(json.dumps(params, default=str)) <= limit:
+        return params
+    return {"truncated": True, "keys": sorted(params)}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @attrs.frozen
@@ -89,6 +110,8 @@ class AppServerSupervisor:
         self._restart_times: deque[float] = deque()
         self.restart_count = 0
         self.child: ManagedChild | None = None
+        #: What the last ``initialize`` (and ``account/read``) said; ``None`` before it.
+        self.info: AppServerInfo | None = None
 
     def _move(self, state: str) -> None:
         self.state = SUPERVISOR.move(self.state, state)
@@ -122,6 +145,73 @@ class AppServerSupervisor:
                     raise Unavailable("codexd is stopping")
                 await self._until_changed()
         raise Unavailable(f"the app-server did not become ready within {limit:g}s; try again")
+
+    def refusal(self, method: str) -> str | None:
+        """Why ``appserver.allow``/``deny`` refuse ``method`` for the pass-through, if they do."""
+        cfg = self.config.appserver
+        for pattern in cfg.deny:
+            if fnmatch.fnmatchcase(method, pattern):
+                return f"appserver.deny pattern {pattern!r}"
+        if not any(fnmatch.fnmatchcase(method, pattern) for pattern in cfg.allow):
+            return "appserver.allow (no pattern matches it)"
+        return None
+
+    async def relay(self, method: str, params: JsonObject) -> Any:
+        """``appServer/request``: any app-server method, its result or its error as is.
+
+        Refused (-32602, naming the method and the config key) when ``appserver.deny`` matches
+        or ``appserver.allow`` does not. Waits behind the lifecycle barrier like every request.
+        Each call is an ``app-server.request`` event (method, durationMs, outcome; params only
+        for methods outside the default deny list, and bounded). Cancelling the caller
+        forgets the request (a late answer is ignored).
+        """
+        started = trio.current_time()
+        refused = self.refusal(method)
+        outcome: JsonObject = {"outcome": "ok"}
+        error: CodexdError | None = None
+        result: Any = None
+        if refused is not None:
+            outcome = {"outcome": "refused", "rule": refused}
+            error = InvalidRequest(
+                f"app-server method {method!r} is refused by {refused};"
+                " change appserver.allow / appserver.deny in codexd's config to permit it",
+                field="method",
+            )
+        else:
+            try:
+                client = await self.client()
+                result = await client.request(method, params)
+            except AppServerError as exc:
+                outcome = {"outcome": "error", "code": exc.rpc_code, "error": exc.rpc_message}
+                error = RelayedError(method, exc.rpc_code, exc.rpc_message, exc.data)
+                if exc.rpc_message.endswith("requires experimentalApi capability"):
+                    error = InvalidRequest(
+                        f"{exc.rpc_message}: set appserver.experimental_api = true"
+                        " in codexd's config",
+                        field="params",
+                    )
+            except CodexdError as exc:
+                outcome = {"outcome": "error", "code": exc.code, "error": exc.message}
+                error = exc
+        detail: JsonObject = {
+            "method": method,
+            "durationMs": round((trio.current_time() - started) * 1000, 1),
+            **outcome,
+        }
+        if not any(fnmatch.fnmatchcase(method, p) for p in DEFAULT_APPSERVER_DENY):
+            detail["params"] = _bounded(params)
+        try:  # on disk before the answer: it is an audit record
+            await self.store.record(
+                "app-server.request",
+                f"appServer/request {method}: {outcome['outcome']}.",
+                level="info" if error is None else "warn",
+                detail=detail,
+            )
+        except StoreError:
+            self.store.dropped_events += 1  # degraded: counted in daemon/status
+        if error is not None:
+            raise error
+        return result
 
     async def wait_settled(self) -> None:
         """Until the first connection attempt succeeded or definitely failed."""
@@ -303,6 +393,7 @@ class AppServerSupervisor:
                 on_notification=self.listener.notification,
                 on_server_request=self.listener.server_request,
                 on_issue=self.listener.issue,
+                experimental_api=self.config.appserver.experimental_api,
             )
             await nursery.start(client.run)
             if isinstance(transport, WebSocketTransport):
@@ -420,18 +511,45 @@ class AppServerSupervisor:
         lock = _FIRST_START_LOCKS.setdefault(codex_home, trio.Lock())
         async with lock:
             result = await client.initialize()
+        account = await self._read_account(client)
+        agent = result.get("userAgent")
+        self.info = AppServerInfo(
+            user_agent=agent if isinstance(agent, str) else None,
+            codex_version=client.codex_version_text,
+            experimental_api=client.experimental_api,
+            codex_home=_text(result.get("codexHome")),
+            platform_os=_text(result.get("platformOs")),
+            account=account,
+        )
         await self.store.record(
             "app-server.connected",
             f"Connected to app-server {self.endpoint} ({result.get('userAgent', '?')}).",
             detail={
                 "endpoint": self.endpoint,
                 "userAgent": result.get("userAgent"),
+                "codexVersion": client.codex_version_text,
+                "experimentalApi": client.experimental_api,
                 "platformFamily": result.get("platformFamily"),
                 "platformOs": result.get("platformOs"),
                 "codexHome": result.get("codexHome"),
             },
         )
         await self.listener.connected(client, fresh_server=self.spec is not None)
+
+    async def _read_account(self, client: AppServerClient) -> JsonObject | None:
+        """``account/read`` for daemon/status; a server that refuses it leaves ``None``."""
+        try:
+            result = await client.request(
+                "account/read", {}, timeout_s=min(5.0, self.config.turns.request_timeout_s)
+            )
+        except CodexdError:
+            return None
+        return result if isinstance(result, dict) else None
+
+    def account_changed(self, account: JsonObject) -> None:
+        """A fresh ``account/read`` answer (the API's ``account/read``) for daemon/status."""
+        if self.info is not None:
+            self.info = attrs.evolve(self.info, account=account)
 
     async def _record_connect_failed(self, exc: BaseException) -> None:
         await self.store.record(

@@ -11,11 +11,6 @@ def now_iso() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
-def parse_iso(value: str) -> _dt.datetime:
-    """Parse a timestamp written by :func:`now_iso`."""
-    return _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def iso_after(seconds: float) -> str:
     """The UTC time ``seconds`` from now, formatted like :func:`now_iso`."""
     then = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=seconds)

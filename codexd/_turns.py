@@ -120,6 +120,17 @@ class TurnBook:
         self._tasks = tasks
         self._sessions_of_thread = sessions_of_thread
         self.turns: dict[str, Turn] = {}
+        #: Review turns codexd started, by thread (their inner ``turn/started`` has another id).
+        self.reviews: dict[str, str] = {}
+
+    def review_in_flight(self, thread_id: str) -> str | None:
+        """The review turn still running on ``thread_id``, if codexd started one."""
+        turn_id = self.reviews.get(thread_id)
+        turn = self.turns.get(turn_id) if turn_id else None
+        if turn is None or turn.done.is_set():
+            self.reviews.pop(thread_id, None)
+            return None
+        return turn_id
 
     def get(self, turn_id: Any) -> Turn | None:
         """The tracker of ``turn_id`` (any value a notification may hold), if codexd has one."""

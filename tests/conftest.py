@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
 from codexd import ApiConfig, ChildConfig, Config, StopConfig
+
+#: A Codex executable to test against instead of the bundled one (``nox -s compat`` sets it).
+CODEX_OVERRIDE = os.environ.get("CODEXD_TEST_CODEX")
+
+
+@pytest.fixture(autouse=True)
+def codex_override(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """With ``CODEXD_TEST_CODEX=/path/to/codex``, every test runs that binary as "the bundled
+    Codex" (the app-server child, exec runs, ``codexd.testing.codex_binary()``)."""
+    if CODEX_OVERRIDE:
+        import codexd._binary
+        import codexd.testing._codex_home
+
+        codex = str(Path(CODEX_OVERRIDE).resolve())
+        monkeypatch.setattr(codexd._binary, "bundled_codex", lambda: codex)
+        monkeypatch.setattr(codexd.testing._codex_home, "bundled_codex", lambda: codex)
+        helpers = Path(codex).parent.parent / "codex-path"  # the wheel's layout: rg lives here
+        if helpers.is_dir():
+            monkeypatch.setattr(codexd._binary, "bundled_path_dir", lambda: str(helpers))
+    yield
 
 
 @pytest.fixture

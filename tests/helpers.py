@@ -6,23 +6,9 @@ from typing import Any
 
 import trio
 
-from codexd import Event, EventFilter
+from codexd.testing import events_of, wait_event
 
-
-async def wait_event(daemon: Any, type_prefix: str, timeout: float = 20.0) -> Event:
-    """The first stored or live event whose type starts with ``type_prefix``."""
-    with trio.fail_after(timeout):
-        async for event in daemon.subscribe(since=0, type_prefix=type_prefix):
-            return event  # type: ignore[no-any-return]
-    raise AssertionError("unreachable")
-
-
-async def events_of(daemon: Any, type_prefix: str) -> list[Event]:
-    """Stored events whose type starts with ``type_prefix``."""
-    found: list[Event] = await daemon.store.query_events(
-        event_filter=EventFilter(type_prefix=type_prefix), limit=100_000
-    )
-    return found
+__all__ = ["events_of", "wait_event"]
 
 
 async def free_port() -> int:

@@ -5,9 +5,11 @@
 - :func:`write_codex_home`: a throw-away ``CODEX_HOME``/``HOME`` pointing Codex at it, with every
   network feature off.
 - :class:`FakeAppServerScript`: a scriptable fake of ``codex app-server`` for fault injection.
+- :func:`wait_event`, :func:`events_of`: synchronise a test on a daemon's events.
 """
 
 from ._codex_home import CodexHome, codex_binary, write_codex_home
+from ._events import events_of, wait_event
 from ._provider import FakeModelProvider, RecordedRequest, Reply, open_fake_provider
 from .fake_appserver import FakeAppServerScript, FakeTurn, fake_records
 
@@ -19,7 +21,9 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "codex_binary",
+    "events_of",
     "fake_records",
     "open_fake_provider",
+    "wait_event",
     "write_codex_home",
 ]

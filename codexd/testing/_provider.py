@@ -13,7 +13,7 @@ import functools
 import itertools
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -109,9 +109,16 @@ def _usage() -> dict[str, Any]:
 class FakeModelProvider:
     """The server; use it through :func:`open_fake_provider`."""
 
-    def __init__(self, replies: Sequence[Reply] = (), default: Reply | None = None) -> None:
+    def __init__(
+        self,
+        replies: Sequence[Reply] = (),
+        default: Reply | None = None,
+        responder: Callable[[RecordedRequest], Reply | None] | None = None,
+    ) -> None:
         self._script: deque[Reply] = deque(replies)
         self.default = default or Reply.text("ok")
+        #: Chooses the reply from the request when the script is empty (``None``: the default).
+        self.responder = responder
         self.requests: list[RecordedRequest] = []
         self.port = 0
         self._changed = trio.Event()
@@ -180,14 +187,19 @@ class FakeModelProvider:
             parsed: Any = json.loads(body) if body else None
         except ValueError:
             parsed = bytes(body).decode("utf-8", "replace")
-        self._record(RecordedRequest(method, path, headers, parsed))
+        request = RecordedRequest(method, path, headers, parsed)
+        self._record(request)
         if method == "POST" and path.rstrip("/").endswith("/responses"):
-            reply = self._script.popleft() if self._script else self.default
+            reply = self._script.popleft() if self._script else self._answer(request)
             await self._respond(stream, reply)
         elif method == "GET" and "/models" in path:
             await self._plain(stream, 200, json.dumps({"object": "list", "data": []}))
         else:
             await self._plain(stream, 404, json.dumps({"error": {"message": "not found"}}))
+
+    def _answer(self, request: RecordedRequest) -> Reply:
+        chosen = self.responder(request) if self.responder is not None else None
+        return chosen or self.default
 
     async def _read_chunked(self, stream: trio.SocketStream, data: bytearray) -> bytearray:
         body = bytearray()
@@ -285,10 +297,16 @@ class FakeModelProvider:
 
 @asynccontextmanager
 async def open_fake_provider(
-    *replies: Reply, default: Reply | None = None
+    *replies: Reply,
+    default: Reply | None = None,
+    responder: Callable[[RecordedRequest], Reply | None] | None = None,
 ) -> AsyncIterator[FakeModelProvider]:
-    """Serve a :class:`FakeModelProvider` on 127.0.0.1 (a free port) for the ``async with``."""
-    provider = FakeModelProvider(replies, default)
+    """Serve a :class:`FakeModelProvider` on 127.0.0.1 (a free port) for the ``async with``.
+
+    Each model request takes the next of ``replies``; once they are used up, ``responder``
+    (if given) picks a reply from the request, else ``default`` answers.
+    """
+    provider = FakeModelProvider(replies, default, responder)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             functools.partial(trio.serve_tcp, provider._serve, 0, host="127.0.0.1")
