@@ -6,6 +6,7 @@ client) and :mod:`codexd.testing` (a kit to test programs that use codexd). Modu
 names start with ``_`` are private: their contents may change in any release.
 """
 
+from ._client_connect import connect
 from ._client_events import (
     ApprovalDecided,
     ApprovalRequested,
@@ -132,7 +133,7 @@ from ._sync_client import (
     SyncTurnStream,
     connect_sync,
 )
-from ._typed_client import CLIENT_METHODS, ApprovalPolicy, Client, connect
+from ._typed_client import CLIENT_METHODS, ApprovalPolicy, Client
 from ._version import __version__
 
 __all__ = [

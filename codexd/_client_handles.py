@@ -106,6 +106,8 @@ class TurnHandle:
     session: Session | None
     #: The last seq of the event log before the turn was asked for.
     since: int
+    #: A detached review's own thread (``review/start``); ``None`` for other turns.
+    review_thread_id: str | None = None
 
     def stream(self, *, merge_deltas: bool = True) -> TurnStream:
         """The turn's typed events from its first one; ends after :class:`TurnCompleted`."""

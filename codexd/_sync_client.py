@@ -28,13 +28,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import trio
 
+from ._client_connect import connect
 from ._client_events import RunEvent, TurnEvent
 from ._client_handles import RunHandle, RunStream, TurnHandle, TurnStream
 from ._client_stream import STREAM_BUFFER, EventStream
 from ._errors import ApiError, NotActive, NotFound
 from ._params import Decision
 from ._records import Approval, Event, Run, Session, TurnResult
-from ._typed_client import DEFAULT_RECONNECT_TIMEOUT_S, Client, connect
+from ._typed_client import DEFAULT_RECONNECT_TIMEOUT_S, Client
 from .client import DEFAULT_TIMEOUT_S
 
 P = ParamSpec("P")

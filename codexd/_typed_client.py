@@ -17,39 +17,37 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from os import PathLike
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from ._client_handles import ApprovalStream, RunHandle, TurnHandle
 from ._client_stream import BACKOFF_INITIAL_S, BACKOFF_MAX_S, STREAM_BUFFER, EventStream, Links
-from ._config import load_config
 from ._errors import ApiError, DaemonUnreachable, NotActive, NotFound
-from ._groups import unwrap_single
 from ._methods import METHODS
-from ._params import ApprovalPolicyValue, Decision, Sandbox, build
+from ._params import ApprovalPolicyValue, AppServerRequestParams, Decision, Sandbox, build
 from ._records import (
+    AccountInfo,
     Approval,
     ApprovalList,
     EventPage,
+    ModelList,
     Restarting,
+    ReviewAccepted,
     Run,
     RunList,
     Session,
     SessionList,
     Snapshot,
+    ThreadList,
     TurnAccepted,
     TurnResult,
     from_wire,
-    to_camel,
     to_wire_compact,
 )
-from .client import _UNSET, DEFAULT_TIMEOUT_S, ApiClient, _Unset
+from .client import _UNSET, ApiClient, _Unset
 
 R = TypeVar("R")
 
@@ -92,10 +90,6 @@ CLIENT_METHODS: dict[str, str] = {
 
 #: What an approval policy function returns: a decision, or ``None`` to leave it pending.
 ApprovalPolicy = Callable[[Approval], "Decision | Awaitable[Decision | None] | None"]
-
-
-def _camel(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {to_camel(k): v for k, v in fields.items() if v is not None}
 
 
 class Client:
@@ -144,19 +138,8 @@ class Client:
 
     async def _invoke(self, method: str, result: type[R], /, **fields: Any) -> R:
         """Check ``fields`` with the method's params record, call, structure the result."""
-        entry = METHODS.get(method)
-        if entry is not None:
-            params = to_wire_compact(build(entry.params, **fields))
-        else:  # a method this daemon version may not have: sent as given
-            params = _camel(fields)
+        params = to_wire_compact(build(METHODS[method].params, **fields))
         return from_wire(result, await self.request(method, params))
-
-    async def _invoke_any(self, method: str, /, **fields: Any) -> Any:
-        """Like :meth:`_invoke`, structured by the method table's result type when known."""
-        entry = METHODS.get(method)
-        if entry is None:
-            return await self.request(method, _camel(fields))
-        return await self._invoke(method, entry.result, **fields)
 
     async def _idempotent(self, call: Callable[[], Awaitable[R]]) -> R:
         """Run a call that is safe to repeat, again after reconnecting if the daemon went away."""
@@ -235,21 +218,36 @@ class Client:
         """Close a session (idempotent); its thread stays in ``CODEX_HOME``."""
         return await self._invoke("session/close", Session, session_id=session_id)
 
-    async def fork_session(self, session_id: str, /, **params: Any) -> Session:
-        """A new session on a fork of the session's thread (``session/fork``)."""
-        return await self._invoke("session/fork", Session, session_id=session_id, **params)
+    async def fork_session(
+        self,
+        session_id: str,
+        *,
+        last_turn_id: str | None = None,
+        purpose: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Session:
+        """A new session on a fork of the session's thread, its history kept up to
+        ``last_turn_id`` (default: all of it) (``session/fork``)."""
+        return await self._invoke(
+            "session/fork",
+            Session,
+            session_id=session_id,
+            last_turn_id=last_turn_id,
+            purpose=purpose,
+            metadata=metadata,
+        )
 
-    async def revert_session(self, session_id: str, /, **params: Any) -> Any:
-        """Drop the session's last turns (``session/revert``; e.g. ``turns=1``)."""
-        return await self._invoke_any("session/revert", session_id=session_id, **params)
+    async def revert_session(self, session_id: str, *, turns: int = 1) -> Session:
+        """Drop the thread's last ``turns`` turns; files are not reverted (``session/revert``)."""
+        return await self._invoke("session/revert", Session, session_id=session_id, turns=turns)
 
-    async def compact_session(self, session_id: str, /, **params: Any) -> Any:
-        """Compact the session's thread (``session/compact``)."""
-        return await self._invoke_any("session/compact", session_id=session_id, **params)
+    async def compact_session(self, session_id: str) -> Session:
+        """Compact the thread's history; Codex runs it as a turn (``session/compact``)."""
+        return await self._invoke("session/compact", Session, session_id=session_id)
 
-    async def rename_session(self, session_id: str, /, **params: Any) -> Any:
-        """Rename the session's thread (``session/rename``; e.g. ``name="..."``)."""
-        return await self._invoke_any("session/rename", session_id=session_id, **params)
+    async def rename_session(self, session_id: str, name: str) -> Session:
+        """Name the session's thread (``session/rename``)."""
+        return await self._invoke("session/rename", Session, session_id=session_id, name=name)
 
     # ---- turns -------------------------------------------------------------------------------
 
@@ -296,19 +294,35 @@ class Client:
             self, session_id, accepted.turn_id, accepted.steered, accepted.session, since
         )
 
-    async def start_review(self, session_id: str, /, **params: Any) -> TurnHandle:
-        """Start a code review as a turn of the session (``review/start``): its handle."""
+    async def start_review(
+        self,
+        session_id: str,
+        *,
+        target: dict[str, Any] | None = None,
+        delivery: Literal["inline", "detached"] | None = None,
+    ) -> TurnHandle:
+        """A code review as a turn of the session (``review/start``): its handle.
+
+        ``target`` is ``{"type": "uncommittedChanges"}`` (the default), ``{"type":
+        "baseBranch", "branch": ...}``, ``{"type": "commit", "sha": ...}`` or ``{"type":
+        "custom", "instructions": ...}``. The handle waits and streams like any turn's.
+        """
         since = await self.last_seq()
-        result = await self._invoke_any("review/start", session_id=session_id, **params)
-        wire = result if isinstance(result, dict) else to_wire_compact(result)
-        session = wire.get("session")
+        accepted = await self._invoke(
+            "review/start",
+            ReviewAccepted,
+            session_id=session_id,
+            target=target,
+            delivery=delivery,
+        )
         return TurnHandle(
             self,
             session_id,
-            str(wire["turnId"]),
-            bool(wire.get("steered", False)),
-            from_wire(Session, session) if isinstance(session, dict) else None,
+            accepted.turn_id,
+            False,
+            accepted.session,
             since,
+            review_thread_id=accepted.review_thread_id,
         )
 
     async def interrupt(self, session_id: str) -> TurnResult:
@@ -505,74 +519,55 @@ class Client:
 
     # ---- Codex itself ------------------------------------------------------------------------
 
-    async def list_threads(self, /, **params: Any) -> Any:
-        """Codex's own threads, codexd's sessions marked (``thread/list``)."""
-        return await self._invoke_any("thread/list", **params)
+    async def list_threads(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+        archived: bool | None = None,
+        cwd: str | list[str] | None = None,
+        search_term: str | None = None,
+        source_kinds: list[str] | None = None,
+        model_providers: list[str] | None = None,
+        sort_key: str | None = None,
+        sort_direction: Literal["asc", "desc"] | None = None,
+    ) -> ThreadList:
+        """Codex's own threads, each with its codexd session if any (``thread/list``)."""
+        return await self._invoke(
+            "thread/list",
+            ThreadList,
+            cursor=cursor,
+            limit=limit,
+            archived=archived,
+            cwd=cwd,
+            search_term=search_term,
+            source_kinds=source_kinds,
+            model_providers=model_providers,
+            sort_key=sort_key,
+            sort_direction=sort_direction,
+        )
 
-    async def list_models(self, /, **params: Any) -> Any:
-        """The models the app-server offers (``model/list``)."""
-        return await self._invoke_any("model/list", **params)
+    async def list_models(
+        self,
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+        include_hidden: bool | None = None,
+    ) -> ModelList:
+        """The models Codex offers (``model/list``)."""
+        return await self._invoke(
+            "model/list", ModelList, cursor=cursor, limit=limit, include_hidden=include_hidden
+        )
 
-    async def read_account(self, /, **params: Any) -> Any:
-        """The app-server's login state (``account/read``)."""
-        return await self._invoke_any("account/read", **params)
+    async def read_account(self, *, refresh_token: bool | None = None) -> AccountInfo:
+        """Codex's login state (``account/read``)."""
+        return await self._invoke("account/read", AccountInfo, refresh_token=refresh_token)
 
     async def app_server_request(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Any app-server request, passed through the daemon (``appServer/request``).
 
-        Returns the app-server's result as is; the daemon's allow/deny rules apply.
+        Returns the app-server's result as is (JSON); the daemon's ``appserver.allow`` /
+        ``appserver.deny`` rules apply, and an app-server error keeps its code and message.
         """
-        body: dict[str, Any] = {"method": method}
-        if params is not None:
-            body["params"] = dict(params)
-        return await self.request("appServer/request", body)
-
-
-def resolve_state_dir(state_dir: str | PathLike[str] | None) -> Path:
-    """``state_dir`` (``~`` expanded), else the daemon's default: its config without flags
-    (``CODEXD_CONFIG``, ``CODEXD_STATE_DIR``, ``$XDG_STATE_HOME/codexd``)."""
-    if state_dir is None:
-        return load_config().state_path
-    return Path(os.path.expanduser(state_dir))
-
-
-@asynccontextmanager
-async def connect(
-    state_dir: str | PathLike[str] | None = None,
-    *,
-    url: str | None = None,
-    token: str | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT_S,
-    reconnect_timeout: float | None = DEFAULT_RECONNECT_TIMEOUT_S,
-) -> AsyncIterator[Client]:
-    """Connect to a running daemon (Trio): ``async with codexd.connect() as client: ...``.
-
-    The daemon is found through ``<state_dir>/api.json`` and ``api-token`` (``state_dir``
-    defaults to the daemon's own default), or ``url`` and ``token``. ``timeout`` bounds each
-    call (``None``: no bound); ``reconnect_timeout`` is how long streams and waits keep trying
-    when the daemon went away (``None``: forever). Raises
-    :class:`~codexd.client.DaemonUnreachable` if no daemon answers now.
-
-    Leaving the block closes every connection and stream of the client.
-    """
-    path: Path | None = None
-    if state_dir is not None or url is None or token is None:
-        path = await trio.to_thread.run_sync(resolve_state_dir, state_dir)
-    with unwrap_single():
-        async with trio.open_nursery() as nursery:
-            links = Links(
-                nursery,
-                state_dir=path,
-                url=url,
-                token=token,
-                timeout=timeout,
-                reconnect_timeout=reconnect_timeout,
-            )
-            client = Client(links)
-            try:
-                await client._connection()
-                yield client
-            finally:
-                client._close()
-                # The connections' tasks close them (bounded); then nothing is left.
-                nursery.cancel_scope.deadline = trio.current_time() + 3
+        fields = build(AppServerRequestParams, method=method, params=dict(params or {}))
+        return await self.request("appServer/request", to_wire_compact(fields))

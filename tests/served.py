@@ -23,6 +23,19 @@ from codexd.testing import FakeModelProvider, Reply, open_fake_provider, write_c
 
 from .helpers import Serve, start_serve
 
+#: The methods test_client_codex covers (test_client_methods covers the others).
+CODEX_METHODS = {
+    "thread/list",
+    "session/rename",
+    "session/revert",
+    "session/fork",
+    "session/compact",
+    "review/start",
+    "model/list",
+    "account/read",
+    "appServer/request",
+}
+
 
 @attrs.define
 class Received:
