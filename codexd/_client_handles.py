@@ -89,7 +89,7 @@ class TurnStream:
     async def __aenter__(self) -> TurnStream:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self.aclose()
 
 
@@ -157,7 +157,7 @@ class RunStream:
     async def __aenter__(self) -> RunStream:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self.aclose()
 
 
@@ -190,28 +190,37 @@ class RunHandle:
 class ApprovalStream:
     """Pending approvals as they arrive (those pending already come first); never ends.
 
-    Each approval is handed out once. One that was decided meanwhile (by the daemon's policy,
-    its timeout or another client) is skipped when the stream sees it is no longer pending.
+    Nothing happens until the first ``__anext__``: it notes the last seq of the event log,
+    lists what is pending, then follows ``approval.*`` events from that seq, so an approval
+    requested at any moment is handed out, and only once. One decided meanwhile (by the
+    daemon's policy, its timeout or another client) is skipped.
     """
 
-    def __init__(
-        self,
-        client: Client,
-        events: EventStream,
-        pending: list[Approval],
-        session_id: str | None,
-    ) -> None:
+    def __init__(self, client: Client, session_id: str | None) -> None:
         self._client = client
-        self._events = events
         self._session_id = session_id
-        self._queue = collections.deque(pending)
+        self._events: EventStream | None = None
+        self._queue: collections.deque[Approval] = collections.deque()
         # Ids handed out (or queued) and not yet seen decided: bounded by what is pending.
-        self._seen = {a.approval_id for a in pending}
+        self._seen: set[str] = set()
+        self._closed = False
 
     def __aiter__(self) -> ApprovalStream:
         return self
 
+    async def _start(self) -> EventStream:
+        since = await self._client.last_seq()
+        pending = await self._client.list_approvals(status="pending", session_id=self._session_id)
+        pending.sort(key=lambda a: a.created_at)
+        self._queue.extend(pending)
+        self._seen.update(a.approval_id for a in pending)
+        return self._client.events(since=since, type="approval.", session_id=self._session_id)
+
     async def __anext__(self) -> Approval:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._events is None:
+            self._events = await self._start()
         while True:
             if self._queue:
                 return self._queue.popleft()
@@ -233,10 +242,12 @@ class ApprovalStream:
                     return approval
 
     async def aclose(self) -> None:
-        await self._events.aclose()
+        self._closed = True
+        if self._events is not None:
+            await self._events.aclose()
 
     async def __aenter__(self) -> ApprovalStream:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, *_exc_info: object) -> None:
         await self.aclose()

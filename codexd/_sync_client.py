@@ -30,7 +30,7 @@ import trio
 
 from ._client_connect import connect
 from ._client_events import RunEvent, TurnEvent
-from ._client_handles import RunHandle, RunStream, TurnHandle, TurnStream
+from ._client_handles import ApprovalStream, RunHandle, RunStream, TurnHandle, TurnStream
 from ._client_stream import STREAM_BUFFER, EventStream
 from ._errors import ApiError, NotActive, NotFound
 from ._params import Decision
@@ -160,7 +160,7 @@ class _SyncIterator(Iterator[T]):
     def __enter__(self) -> _SyncIterator[T]:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
 
@@ -250,7 +250,7 @@ class SyncClient:
     def __enter__(self) -> SyncClient:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_exc_info: object) -> None:
         self.close()
 
     request = _blocking(Client.request)
@@ -283,7 +283,6 @@ class SyncClient:
     start_turn = _blocking(Client.start_turn, lambda portal, h: SyncTurnHandle(portal, h))
     start_review = _blocking(Client.start_review, lambda portal, h: SyncTurnHandle(portal, h))
     create_run = _blocking(Client.create_run, lambda portal, h: SyncRunHandle(portal, h))
-    approvals = _blocking(Client.approvals, lambda portal, s: SyncApprovalStream(portal, s))
 
     def events(
         self,
@@ -302,6 +301,14 @@ class SyncClient:
             )
 
         return SyncEventStream(self._portal, self._portal.run(make))
+
+    def approvals(self, session_id: str | None = None) -> SyncApprovalStream:
+        """:meth:`codexd.Client.approvals`, as a blocking iterator."""
+
+        async def make() -> ApprovalStream:
+            return self._client.approvals(session_id)
+
+        return SyncApprovalStream(self._portal, self._portal.run(make))
 
     def answer_approvals(
         self,

@@ -435,16 +435,10 @@ class Client:
                 return approval
         return None
 
-    async def approvals(self, session_id: str | None = None) -> ApprovalStream:
-        """Pending approvals as they arrive (those already pending first); see ApprovalStream.
-
-        ``async with await client.approvals() as pending: async for approval in pending: ...``
-        """
-        since = await self.last_seq()
-        pending = await self.list_approvals(status="pending", session_id=session_id)
-        pending.sort(key=lambda a: a.created_at)
-        stream = self.events(since=since, type="approval.", session_id=session_id)
-        return ApprovalStream(self, stream, pending, session_id)
+    def approvals(self, session_id: str | None = None) -> ApprovalStream:
+        """Pending approvals as they arrive, those already pending first (see ApprovalStream):
+        ``async with client.approvals() as pending: async for approval in pending: ...``"""
+        return ApprovalStream(self, session_id)
 
     async def answer_approvals(
         self, policy: ApprovalPolicy, *, session_id: str | None = None
@@ -455,7 +449,7 @@ class Client:
         that approval to someone else; it may be async. An approval decided meanwhile (timeout,
         another client) is skipped. Run it in a nursery: ``nursery.start_soon(...)``.
         """
-        async with await self.approvals(session_id) as pending:
+        async with self.approvals(session_id) as pending:
             async for approval in pending:
                 decision = policy(approval)
                 if inspect.isawaitable(decision):

@@ -36,7 +36,7 @@ async def test_approval_answered_through_client_approvals(
                 )
                 handle = await client.start_turn(session.session_id, "Create the first file.")
                 # Already pending or still to come, the approval is handed out once.
-                async with await client.approvals(session.session_id) as pending:
+                async with client.approvals(session.session_id) as pending:
                     approval = await pending.__anext__()
                     assert approval.status == "pending"
                     assert approval.method == "item/commandExecution/requestApproval"

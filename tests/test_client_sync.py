@@ -101,3 +101,25 @@ async def test_sync_client_from_a_plain_thread_and_closing(tmp_path: Path) -> No
     assert types == ["session.created"]
     with pytest.raises(codexd.DaemonUnreachable, match="no running daemon"):
         await trio.to_thread.run_sync(codexd.connect_sync, tmp_path / "nowhere")
+
+
+def _approve_in_thread(state_dir: Path, cwd: Path) -> tuple[str, codexd.TurnResult]:
+    with codexd.connect_sync(state_dir) as client:
+        session = client.create_session(cwd=str(cwd), approval_policy="untrusted")
+        handle = client.start_turn(session.session_id, "Make the file.")
+        with client.approvals(session.session_id) as pending:
+            approval = next(pending)
+        client.respond(approval.approval_id, "decline")
+        return approval.method, handle.wait()
+
+
+async def test_sync_client_routes_approvals(tmp_path: Path) -> None:
+    marker = tmp_path / "work" / "never.txt"
+    async with served(
+        tmp_path, Reply.shell(f"touch {marker}"), Reply.text("Declined."), approvals="ask"
+    ) as s:
+        with trio.fail_after(60):
+            method, result = await trio.to_thread.run_sync(_approve_in_thread, s.state_dir, s.work)
+    assert method == "item/commandExecution/requestApproval"
+    assert (result.status, result.final_message) == ("completed", "Declined.")
+    assert not marker.exists()
