@@ -14,8 +14,9 @@ from codexd._schema import api_schema, api_schema_json, method_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "api.schema.json"
 REGENERATE = (
-    "python -c 'from codexd._schema import api_schema_json;"
-    ' open("docs/api.schema.json", "w").write(api_schema_json())\''
+    "codexd api-schema > docs/api.schema.json (without the CLI: python -c 'from"
+    " codexd._schema import api_schema_json;"
+    """ open("docs/api.schema.json", "w").write(api_schema_json())')"""
 )
 
 
