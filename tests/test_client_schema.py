@@ -13,17 +13,23 @@ from codexd._methods import METHODS
 from codexd._schema import api_schema, api_schema_json, method_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "docs" / "api.schema.json"
-REGENERATE = (
-    "codexd api-schema > docs/api.schema.json (without the CLI: python -c 'from"
-    " codexd._schema import api_schema_json;"
-    """ open("docs/api.schema.json", "w").write(api_schema_json())')"""
-)
+REGENERATE = "codexd api-schema > docs/api.schema.json"
 
 
 def test_docs_schema_is_current() -> None:
     assert SCHEMA_FILE.read_text() == api_schema_json(), (
         f"docs/api.schema.json is stale; regenerate it with: {REGENERATE}"
     )
+
+
+def test_the_cli_prints_the_same_schema() -> None:
+    from click.testing import CliRunner
+
+    from codexd._cli import main
+
+    result = CliRunner().invoke(main, ["api-schema"])
+    assert result.exit_code == 0, result.output
+    assert result.output == api_schema_json()
 
 
 def test_schema_is_valid_draft_2020_12_and_covers_every_method() -> None:

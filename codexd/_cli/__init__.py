@@ -25,7 +25,7 @@ from ._app import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CodexdGroup, shared
 from ._approvals import approvals_group
 from ._codex import account, call_command, console, models, review, threads
 from ._events import events
-from ._local import config_group, smoke
+from ._local import api_schema, config_group, smoke
 from ._runs import run_group
 from ._serve import serve
 from ._sessions import session_group
@@ -62,6 +62,7 @@ COMMANDS: list[click.Command] = [
     account,
     review,
     console,
+    api_schema,
 ]
 
 for _command in COMMANDS:

@@ -95,3 +95,14 @@ def _toml_value(value: Any) -> str:
     if value is None:
         return '""  # unset'
     return json.dumps(value)
+
+
+@click.command("api-schema")
+def api_schema() -> None:
+    """Print the JSON Schema (draft 2020-12) of every API method's params and result.
+
+    Generated from the method table and its records; docs/api.schema.json is this output.
+    """
+    from .._schema import api_schema_json
+
+    sys.stdout.write(api_schema_json())
