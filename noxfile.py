@@ -54,7 +54,7 @@ def faults(session: nox.Session) -> None:
 @nox.session(python=False)
 def lint(session: nox.Session) -> None:
     """ruff, the layout rules (no import cycle, no module over 600 lines) and no dead code."""
-    paths = ("codexd", "tests", "bench", "tools", "noxfile.py")
+    paths = ("codexd", "tests", "bench", "tools", "examples", "noxfile.py")
     session.run(sys.executable, "-m", "ruff", "check", *paths)
     session.run(sys.executable, "-m", "ruff", "format", "--check", *paths)
     session.run(sys.executable, "tools/check_layout.py")
