@@ -1,11 +1,13 @@
 """The ``codexd`` command line (``codexd = codexd._cli:main``; also ``python -m codexd``).
 
-One click group, :data:`main`, with one module per concept: ``_serve`` (the daemon in the
-foreground), ``_local`` (``smoke``, ``config show``), ``_status``, ``_sessions``, ``_turns``,
-``_runs``, ``_approvals`` and ``_events`` (API clients of a running daemon). ``_live`` and
-``_screen`` follow a turn or a run as it happens; ``_output`` prints for people and programs;
-``_app`` holds what every command shares (``--config``, ``--state-dir`` and ``--json``, accepted
-before or after any subcommand, and the error reporting).
+One click group, :data:`main`, with one module per concept. ``_serve`` runs the daemon in the
+foreground (``_fake``: its ``--fake-provider`` demo model); ``_local`` holds ``smoke`` and
+``config show``; ``_status``, ``_sessions``, ``_turns``, ``_runs``, ``_approvals``, ``_events``
+and ``_rawcall`` (``codexd call METHOD PARAMS``: any method of the API table) are clients of a
+running daemon. ``_live`` and ``_screen`` follow a turn or a run as it happens; ``_output``
+prints for people and programs; ``_calls`` reaches the daemon; ``_app`` holds what every command
+shares (``--config``, ``--state-dir`` and ``--json``, accepted before or after any subcommand,
+and the error reporting).
 
 Adding a command: write it in its own module as a plain ``@click.command()`` (or group) and add
 it to :data:`COMMANDS`. It gets the shared options by being added to :data:`main`; it reads them
@@ -25,6 +27,7 @@ from ._app import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CodexdGroup, shared
 from ._approvals import approvals_group
 from ._events import events
 from ._local import config_group, smoke
+from ._rawcall import call_command
 from ._runs import run_group
 from ._serve import serve
 from ._sessions import session_group
@@ -55,6 +58,7 @@ COMMANDS: list[click.Command] = [
     run_group,
     approvals_group,
     events,
+    call_command,
 ]
 
 for _command in COMMANDS:
