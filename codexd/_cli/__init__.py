@@ -4,7 +4,8 @@ One click group, :data:`main`, with one module per concept. ``_serve`` runs the 
 foreground (``_fake``: its ``--fake-provider`` demo model); ``_local`` holds ``smoke`` and
 ``config show``; ``_status``, ``_sessions``, ``_turns``, ``_runs``, ``_approvals``, ``_events``
 and ``_rawcall`` (``codexd call METHOD PARAMS``: any method of the API table) are clients of a
-running daemon. ``_live`` and ``_screen`` follow a turn or a run as it happens; ``_output``
+running daemon. ``_live`` (what a person sees of a turn or run), ``_follow`` (feeding it the
+events) and ``_screen`` (the terminal) follow a turn or a run as it happens; ``_output``
 prints for people and programs; ``_calls`` reaches the daemon; ``_app`` holds what every command
 shares (``--config``, ``--state-dir`` and ``--json``, accepted before or after any subcommand,
 and the error reporting).
