@@ -49,6 +49,11 @@ async def test_events_without_follow_prints_the_stored_ones_and_ends(tmp_path: P
         assert "".join(e["detail"]["delta"] for e in deltas).split() == WORDS
         assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
 
+        # Any method of the API table, params as JSON.
+        got = await daemon.cli("api", "session/get", json.dumps({"sessionId": session}))
+        assert got.returncode == 0, got.stderr
+        assert json.loads(got.stdout)["lastTurnStatus"] == "completed"
+
         # An API error under --json: the daemon's code and the field it names.
         unknown = await daemon.cli("session", "show", "session-nope", "--json")
         assert unknown.returncode == 1

@@ -30,7 +30,15 @@ async def test_fake_provider_daemon_runs_turns_and_approvals(tmp_path: Path) -> 
 
         created = await cli("session", "create", "--cwd", str(work), *shared)
         created_policy = await cli(
-            "session", "create", "--cwd", str(work), "--approval-policy", "untrusted", *shared
+            "session",
+            "create",
+            "--cwd",
+            str(work),
+            "--approval-policy",
+            "untrusted",
+            "--sandbox",
+            "workspace-write",
+            *shared,
         )
         plain_session = created.stdout.decode().strip()
         asking_session = created_policy.stdout.decode().strip()
@@ -64,8 +72,9 @@ async def test_fake_provider_daemon_runs_turns_and_approvals(tmp_path: Path) -> 
         assert answered.returncode == 0, answered.stderr
         with trio.fail_after(60):
             assert await turn.wait() == 0, bytes(err)
-        assert (work / "demo.txt").exists()
-        assert "The command exited with code 0" in bytes(out).decode()
+        transcript = (bytes(out) + bytes(err)).decode()
+        assert (work / "demo.txt").exists(), transcript
+        assert "The command exited with code 0" in bytes(out).decode(), transcript
 
         restarted = await cli("restart-child", "--json", *shared)
         assert json.loads(restarted.stdout) == {"restarting": True}

@@ -61,8 +61,8 @@ async def test_a_pending_approval_is_shown_with_its_command_and_answered_elsewhe
         async with pty_process(*args) as pty:
             match = await pty.expect(r"answer\s+(codexd approvals respond \S+ accept\|decline.*)")
             assert f"touch {marker}" in pty.text
+            await pty.expect(r"\[a\]ccept")  # the inline prompt is offered on a terminal
             assert pty.process.returncode is None, "the turn must still be waiting"
-            assert "[a]ccept" in pty.text  # the inline prompt is offered on a terminal
             # The exact printed command, answered from another process.
             words = shlex.split(match.group(1).strip().replace("accept|decline", "accept"))
             assert words[:3] == ["codexd", "approvals", "respond"]

@@ -141,6 +141,8 @@ async def test_errors_under_json_are_one_object_on_stderr(tmp_path: Path) -> Non
         (["approvals", "list", "--status", "maybe"], "'maybe' is not one of"),
         (["approvals", "respond", "approval-1", "maybe"], "'maybe' is not one of"),
         (["events", "--since", "-1"], "-1 is not in the range x>=0"),
+        (["api", "no/such-method"], "'no/such-method' is not one of"),
+        (["api", "daemon/status", "[1]"], "must be a JSON object"),
     ],
 )
 async def test_choices_and_paths_are_checked_before_the_daemon(

@@ -1,11 +1,16 @@
 """The ``codexd`` command line (``codexd = codexd._cli:main``; also ``python -m codexd``).
 
-One click group, :data:`main`, with one module per concept: ``_serve`` (the daemon in the
-foreground), ``_local`` (``smoke``, ``config show``), ``_status``, ``_sessions``, ``_turns``,
-``_runs``, ``_approvals``, ``_events`` and ``_codex`` (API clients of a running daemon).
-``_live`` and ``_screen`` follow a turn or a run as it happens; ``_output`` prints for people
-and programs; ``_app`` holds what every command shares (``--config``, ``--state-dir`` and
-``--json``, accepted before or after any subcommand, and the error reporting).
+One click group, :data:`main`, with one module per concept. ``_serve`` runs the daemon in the
+foreground (``_fake``: its ``--fake-provider`` demo model); ``_local`` holds ``smoke``,
+``config show`` and ``api-schema``; ``_status``, ``_sessions``, ``_turns``, ``_runs``,
+``_approvals``, ``_events``, ``_codex`` (Codex through the daemon: ``call`` the pass-through,
+``threads``, ``models``, ``account``, ``review``, ``console``) and ``_rawcall`` (``codexd api
+METHOD PARAMS``: any method of codexd's own API table) are clients of a running daemon.
+``_live`` (what a person sees of a turn or run), ``_follow`` (feeding it the events) and
+``_screen`` (the terminal) follow a turn or a run as it happens; ``_output`` and ``_term`` print
+for people and programs; ``_calls`` reaches the daemon; ``_app`` holds what every command shares
+(``--config``, ``--state-dir`` and ``--json``, accepted before or after any subcommand, and the
+error reporting).
 
 Adding a command: write it in its own module as a plain ``@click.command()`` (or group) and add
 it to :data:`COMMANDS`. It gets the shared options by being added to :data:`main`; it reads them
@@ -26,6 +31,7 @@ from ._approvals import approvals_group
 from ._codex import account, call_command, console, models, review, threads
 from ._events import events
 from ._local import api_schema, config_group, smoke
+from ._rawcall import api_command
 from ._runs import run_group
 from ._serve import serve
 from ._sessions import session_group
@@ -57,6 +63,7 @@ COMMANDS: list[click.Command] = [
     approvals_group,
     events,
     call_command,
+    api_command,
     threads,
     models,
     account,

@@ -6,16 +6,12 @@ streams, one line per command run or file changed, warnings and retries as they 
 every pending approval with the command that answers it. :class:`RunView` does the same for the
 ``run.*`` events of a ``codex exec`` run (its JSONL items).
 
-:func:`follow` drives a view: it replays the events after a seq taken *before* the turn or run
-was started (so nothing is missed), streams live ones, redraws the status line, runs the inline
-approval prompt, and returns when the waiting call (``turn/wait``, ``run/wait``) answers and the
-view has seen the end (bounded, in case the end event never comes).
+A view also runs the inline approval prompt on a terminal. :mod:`codexd._cli._follow` feeds it
+the events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,16 +19,12 @@ import trio
 from rich.text import Text
 
 from ._approvals import approval_lines
-from ._calls import compact, lost
+from ._calls import compact
 from ._screen import LineReader, Screen, interactive
 
 if TYPE_CHECKING:
     from ..client import ApiClient
 
-#: Seconds to wait, after the waiting call answered, for the stream to show the end.
-DRAIN_S = 3.0
-#: ... unless the stream has been quiet this long (the end came before we subscribed).
-QUIET_S = 0.5
 
 _ANSWERS = {
     "a": "accept",
@@ -343,68 +335,3 @@ class RunView(View):
         elif kind == "turn.failed":
             message = _dict(detail.get("error")).get("message")
             self.screen.progress(Text(f"error: {message}", style="red"))
-
-
-async def last_seq(client: ApiClient) -> int:
-    """The seq of the last stored event (to replay from, so nothing is missed)."""
-    page = await client.call("events/list", {"limit": 1})
-    return int(page["lastSeq"])
-
-
-async def follow(
-    client: ApiClient,
-    view: View,
-    since: int,
-    waiter: Callable[[], Awaitable[dict[str, Any]]],
-    *,
-    session_id: str | None = None,
-    run_id: str | None = None,
-) -> dict[str, Any]:
-    """Show ``view`` from the events after ``since`` until ``waiter()`` answers; its answer.
-
-    Raises the CLI's "lost the daemon" error (exit 3) if the connection ends first.
-    """
-    result: dict[str, Any] = {}
-    async with trio.open_nursery() as nursery:
-        view.nursery = nursery
-        view.start_prompt()  # for approvals shown before following (``turn wait``)
-        nursery.start_soon(_stream, client, view, since, session_id, run_id)
-        nursery.start_soon(view.screen.tick)
-        result = await waiter()
-        if result.get("status") not in ("inProgress", "queued", "running"):
-            await _drain(view)
-        nursery.cancel_scope.cancel()
-    return result
-
-
-async def _drain(view: View) -> None:
-    """Until the view saw the end, or the stream went quiet, at most :data:`DRAIN_S`."""
-    with trio.move_on_after(DRAIN_S):
-        while not view.ended.is_set():
-            view.fed = trio.Event()  # set after every event fed (the end included)
-            with trio.move_on_after(QUIET_S) as quiet:
-                await view.fed.wait()
-            if quiet.cancelled_caught:
-                return
-
-
-async def _stream(
-    client: ApiClient, view: View, since: int, session_id: str | None, run_id: str | None
-) -> None:
-    last = since
-    while True:
-        events = client.subscribe(last, session_id=session_id, run_id=run_id)
-        async with aclosing(events) as stream:
-            async for event in stream:
-                if event.get("dropped"):
-                    view.screen.progress(
-                        Text("warning: fell behind the daemon's events; catching up", "yellow")
-                    )
-                    break
-                last = int(event.get("seq", last))
-                await view.feed(event)
-                view.fed.set()
-            else:
-                if client.closed_reason is not None:
-                    raise lost(client)
-                return

@@ -15,7 +15,8 @@ from rich.text import Text
 from .._params import RunStatusFilter
 from ._app import EXIT_FAILED, CodexdGroup, settings
 from ._calls import call, compact, with_client
-from ._live import RunView, follow, last_seq
+from ._follow import follow, last_seq
+from ._live import RunView
 from ._output import Output, human
 from ._screen import Screen, elapsed_text
 from ._sessions import EXISTING_DIR, SANDBOXES

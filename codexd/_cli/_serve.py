@@ -142,7 +142,8 @@ def _ready(daemon: Any, config: Config, fake: FakeSetup | None, as_json: bool) -
             "codexd: offline demo: Codex talks to a fake model at "
             f"{fake.provider.base_url} (CODEX_HOME {fake.codex_home}, removed on exit).\n"
             "  In another terminal:\n"
-            f"    codexd session create --cwd . --approval-policy untrusted{here}\n"
+            "    codexd session create --cwd . --approval-policy untrusted"
+            f" --sandbox workspace-write{here}\n"
             f"    codexd turn SESSION 'run touch hello.txt' --wait{here}\n"
         )
         sys.stderr.flush()

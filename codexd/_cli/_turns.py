@@ -17,7 +17,8 @@ from rich.text import Text
 
 from ._app import EXIT_FAILED, DefaultCommandGroup, command_line, settings
 from ._calls import call, compact, interrupted, with_client
-from ._live import TurnView, follow, last_seq
+from ._follow import follow, last_seq
+from ._live import TurnView
 from ._output import Output, human
 from ._screen import Screen, elapsed_text
 
