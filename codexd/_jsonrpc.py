@@ -273,10 +273,8 @@ class Connection:
             # Fast path: one orjson decode. Anything unusual (not UTF-8 or JSON, lone
             # surrogates, non-finite or 20-digit numbers, deep nesting, not an object) takes
             # the slow path, where json.loads gives the canonical answer (and repairs).
-            obj = fast_loads(item)
-            if obj.__class__ is not dict or (
-                not strict and item.count(b"{") + item.count(b"[") > MAX_PEER_DEPTH
-            ):
+            obj = fast_loads(item, None if strict else MAX_PEER_DEPTH)
+            if obj.__class__ is not dict:
                 event = self._slow_line(item, n, skip_blank=True)
                 if event is not None:
                     append(event)

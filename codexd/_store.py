@@ -309,17 +309,15 @@ class Store:
         session_id: str | None = None,
         run_id: str | None = None,
         records: Sequence[Change] = (),
-        detail_json: bytes | None = None,
     ) -> Event:
         """Persist an event and record changes in ONE transaction; wait until they are on disk.
 
         Returns the stored :class:`Event` with its ``seq``. Raises
         :class:`~codexd._errors.StoreError` if they could not be written (then nothing of them
-        is visible anywhere). Cancelling the caller does not cancel the write. ``detail_json``
-        is ``detail`` as JSON text when the caller has it (a peer's own text, stored as it is).
+        is visible anywhere). Cancelling the caller does not cancel the write.
         """
         item = Item(
-            events=((level, type, message, detail, session_id, run_id, detail_json),),
+            events=((level, type, message, detail, session_id, run_id),),
             changes=tuple(records),
         )
         await self._submit_and_wait(item)
@@ -336,7 +334,6 @@ class Store:
         session_id: str | None = None,
         run_id: str | None = None,
         records: Sequence[Change] = (),
-        detail_json: bytes | None = None,
     ) -> None:
         """Queue an event (and record changes) without waiting for the disk.
 
@@ -346,7 +343,7 @@ class Store:
         """
         await self._submit(
             Item(
-                events=((level, type, message, detail, session_id, run_id, detail_json),),
+                events=((level, type, message, detail, session_id, run_id),),
                 changes=tuple(records),
             )
         )
@@ -534,7 +531,6 @@ class Store:
                             "droppedEvents": self.dropped_events,
                             "writeFailures": self.write_failures,
                         },
-                        None,
                         None,
                         None,
                     )

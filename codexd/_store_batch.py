@@ -115,11 +115,9 @@ def prepare(
         if item.output is not None:
             outputs.append(item.output)
         first = True
-        for level, etype, message, detail, session_id, run_id, detail_json in item.events:
+        for level, etype, message, detail, session_id, run_id in item.events:
             seq += 1
-            stored = storable(
-                Event(seq, ts, level, etype, message, detail, session_id, run_id), detail_json
-            )
+            stored = storable(Event(seq, ts, level, etype, message, detail, session_id, run_id))
             if first:
                 item.result = stored[0]
                 first = False
