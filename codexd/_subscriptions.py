@@ -123,26 +123,26 @@ class Subscription:
         self.closed = True
         self._close_live()
 
-    async def receive_batch(self) -> list[StoredEvent]:
-        """Every event ready now, oldest first, waiting for at least one.
+    async def receive_batch(self, limit: int | None = None) -> list[StoredEvent]:
+        """Every event ready now (at most ``limit``), oldest first, waiting for at least one.
 
         Replayed events come a page at a time first. Returns ``[]`` once the subscription is
         closed and drained; raises :class:`SubscriberOverflow` (after the buffered events were
         taken) if it was dropped for falling behind. :attr:`last_seq` becomes the batch's last
         seq. Cancelling it loses nothing.
         """
-        batch = await self._next_batch()
+        batch = await self._next_batch(limit)
         if batch:
             self.last_seq = batch[-1][0].seq
         return batch
 
-    async def _next_batch(self) -> list[StoredEvent]:
+    async def _next_batch(self, limit: int | None = None) -> list[StoredEvent]:
         if self._cursor < self._replay_upto:
             page = await self._query(
                 after=self._cursor,
                 up_to=self._replay_upto,
                 event_filter=self.filter,
-                limit=REPLAY_PAGE,
+                limit=min(REPLAY_PAGE, limit or REPLAY_PAGE),
             )
             if page:
                 self._cursor = page[-1].seq
@@ -158,8 +158,11 @@ class Subscription:
                 await self._wake.wait()
             finally:
                 self._wake = None
-        batch = list(self._buffer)
-        self._buffer.clear()
+        buffer = self._buffer
+        if limit is not None and len(buffer) > limit:
+            return [buffer.popleft() for _ in range(limit)]
+        batch = list(buffer)
+        buffer.clear()
         return batch
 
     async def __aiter__(self) -> AsyncIterator[Event]:
@@ -205,6 +208,18 @@ def _frame_header(size: int) -> bytes:
     if size < 65536:
         return struct.pack("!BBH", 0x81, 126, size)
     return struct.pack("!BBQ", 0x81, 127, size)
+
+
+def text_frame(payload: str | bytes) -> bytes:
+    """One unmasked WebSocket text frame (server side) holding ``payload`` (UTF-8)."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    return _frame_header(len(data)) + data
+
+
+def frame_blob(frames: Sequence[str | bytes]) -> bytes:
+    """Queued frames as one blob for :func:`send_raw_frames`: ``str`` items are one text
+    frame each; ``bytes`` items are already frames (from :func:`event_frames`)."""
+    return b"".join(f if isinstance(f, bytes) else text_frame(f) for f in frames)
 
 
 def event_frames(subscription_id: str, batch: Sequence[StoredEvent]) -> bytes:
