@@ -323,6 +323,12 @@ class Connection:
                 )
             )
             return
+        # The same orjson fast path as for lines; anything unusual takes the careful one.
+        raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+        obj = fast_loads(raw, None if self.strict else MAX_PEER_DEPTH)
+        if obj.__class__ is dict:
+            self._events.append(self._match(classify(obj, strict=self.strict), text, n))
+            return
         event = self._slow_line(text, n, skip_blank=False)
         assert event is not None
         self._events.append(event)
