@@ -143,3 +143,45 @@ def test_tune_gc_freezes_start_up_objects_and_sets_thresholds() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_raw_frames_reach_a_real_websocket_client_in_one_write(state_dir: Path) -> None:
+    """What the API server's writer does with a batch: one write, the client sees messages."""
+    import trio_websocket
+
+    from codexd._subscriptions import frame_blob, raw_frames_supported, send_raw_frames
+
+    store = await Store.open(state_dir)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            sub = store.subscribe()
+            for n in range(50):
+                await store.emit("t.raw", f"{n}", detail={"n": n})
+            await store.record("t.raw", "end")
+            batch: list = []
+            while len(batch) < 51:
+                batch += await sub.receive_batch()
+            await store.close_input()
+
+            supported: list[bool] = []
+
+            async def handler(request: trio_websocket.WebSocketRequest) -> None:
+                ws = await request.accept()
+                supported.append(raw_frames_supported(ws))
+                await send_raw_frames(ws, frame_blob(["hello", event_frames("sub-9", batch)]))
+                await ws.get_message()  # until the client is done
+
+            listeners = await nursery.start(
+                trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None
+            )
+            port = listeners.port
+            async with trio_websocket.open_websocket("127.0.0.1", port, "/", use_ssl=False) as ws:
+                assert not raw_frames_supported(ws)  # a client must mask its frames
+                assert await ws.get_message() == "hello"
+                got = [json.loads(await ws.get_message()) for _ in batch]
+                await ws.send_message("done")
+            nursery.cancel_scope.cancel()
+    assert supported == [True]
+    assert [m["params"]["event"] for m in got] == [to_wire(e) for e, _ in batch]
+    assert {m["params"]["subscriptionId"] for m in got} == {"sub-9"}
