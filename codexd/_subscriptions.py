@@ -62,7 +62,7 @@ class Subscription:
     Created by :meth:`codexd._store.Store.subscribe`. ``offer`` is the store's side (called after
     each commit with the batch's events); :meth:`close` ends the iteration after what is
     buffered. Iterate it for events one by one, or call :meth:`receive_batch` for all that is
-    ready at once (with their JSON lines).
+    ready at once (with their JSON lines); one consumer task at a time.
     """
 
     def __init__(
