@@ -76,9 +76,11 @@ def smoke(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not a test): throughput, start-up, store, memory; writes bench/results.json.
+    """Benchmarks (not a test; not a default session): throughput, WebSocket fan-out,
+    latency, real turns against the SDK, start-up, store, memory; writes bench/results.json.
 
-    Installs the official ``openai-codex`` SDK to measure its notification loop as a peer.
+    Installs the official ``openai-codex`` SDK to measure its notification loop and its turns
+    as the peer baseline (same binary, same fake provider).
     """
     session.run(sys.executable, "-m", "pip", "install", "--quiet", "openai-codex==0.163.0")
     session.run(sys.executable, "bench/bench.py", *session.posargs)

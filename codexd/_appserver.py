@@ -67,6 +67,7 @@ class CloseInfo:
 
 
 OnNotification = Callable[[Notification], Awaitable[None]]
+OnNotifications = Callable[[list[Notification]], Awaitable[None]]
 OnServerRequest = Callable[["AppServerClient", Request], None]
 OnIssue = Callable[[ProtocolIssue], Awaitable[None]]
 
@@ -85,9 +86,11 @@ class AppServerClient:
         max_line_bytes: int = 64 * 1024 * 1024,
         overload_retries: int = 6,
         experimental_api: bool = False,
+        on_notifications: OnNotifications | None = None,
     ) -> None:
         self.transport = transport
         self._on_notification = on_notification
+        self._on_notifications = on_notifications
         self._on_server_request = on_server_request
         self._on_issue = on_issue
         self._overload_retries = overload_retries
@@ -113,6 +116,14 @@ class AppServerClient:
 
     async def on_notification(self, notification: Notification) -> None:
         await self._on_notification(notification)
+
+    async def on_notifications(self, notifications: list[Notification]) -> None:
+        """The notifications of one read (a stdout chunk), in order, in one call."""
+        if self._on_notifications is not None:
+            await self._on_notifications(notifications)
+            return
+        for notification in notifications:
+            await self._on_notification(notification)
 
     async def on_issue(self, issue: ProtocolIssue) -> None:
         await self._on_issue(issue)

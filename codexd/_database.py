@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import cattrs
 
+from ._json import loads
 from ._records import Approval, Event, Run, Session, from_wire
 
 _SCHEMA = """
@@ -238,7 +239,7 @@ class Database:
 
     def write(
         self,
-        events: Sequence[tuple[Event, str]],
+        events: Sequence[tuple[Event, bytes]],
         rows: Iterable[Row],
         meta: Mapping[str, Any],
     ) -> None:
@@ -255,7 +256,7 @@ class Database:
                     "INSERT INTO events (seq, ts, level, type, session_id, run_id, data)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (e.seq, e.ts, e.level, e.type, e.session_id, e.run_id, line)
+                        (e.seq, e.ts, e.level, e.type, e.session_id, e.run_id, line.decode())
                         for e, line in events
                     ],
                 )
@@ -338,29 +339,6 @@ def _loads_finite(text: str) -> tuple[Any, bool]:
     return json.loads(text, parse_constant=constant), repaired
 
 
-def event_to_json(event: Event) -> str:
-    """An Event as one compact JSON line (the same text goes to SQLite and events.jsonl).
-
-    Raises ValueError for a value that is not JSON (a non-finite number): the store repairs
-    the event itself then, so that memory and disk hold the same thing.
-    """
-    return json.dumps(
-        {
-            "seq": event.seq,
-            "ts": event.ts,
-            "level": event.level,
-            "type": event.type,
-            "message": event.message,
-            "detail": event.detail,
-            "sessionId": event.session_id,
-            "runId": event.run_id,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
-
-
 def dumps(value: Any) -> str:
     """Compact JSON that is valid JSON: a non-finite number (a bug upstream) becomes null."""
     try:
@@ -379,8 +357,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def event_from_json(text: str) -> Event:
-    d = json.loads(text)
+def event_from_json(text: str | bytes) -> Event:
+    d = loads(text)
     return Event(
         seq=d["seq"],
         ts=d["ts"],

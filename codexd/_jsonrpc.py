@@ -20,15 +20,18 @@ JSON but not a message becomes a :class:`ProtocolIssue` *event* naming the line 
 preview), and the connection goes on with the next line. An oversize line is discarded as it
 arrives, so memory stays bounded whatever the peer sends.
 
-The per-line fast path is one ``bytes.split`` per chunk, then per line a UTF-8 decode, one C-level
-JSON scan and a few dict lookups: no regular expression, and each line is copied out once.
+The per-line fast path is one ``bytes.split`` per chunk, then per line one orjson decode of the
+bytes (UTF-8 validated by it) and a few dict lookups; anything orjson refuses or could read
+inexactly (lone surrogates, non-finite numbers, 20-digit integers) takes the slow path, where
+``json.loads`` gives the canonical answer. Outgoing messages are encoded by orjson too
+(:func:`codexd._json.dumpb`, with the standard library's errors).
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -36,6 +39,7 @@ import attrs
 
 from ._errors import LocalProtocolError
 from ._framing import DEFAULT_MAX_LINE_BYTES, LineFramer
+from ._json import dumpb, fast_loads
 from ._jsoncheck import MAX_PEER_DEPTH, needs_scrub, scrub
 from ._messages import (
     INVALID_REQUEST,
@@ -73,12 +77,6 @@ def _checked_params(method: str, params: JsonObject | None) -> JsonObject:
 
 
 # ---- the connection -----------------------------------------------------------------------------
-
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_encode = _ENCODER.encode
-_DECODER: Final = json.JSONDecoder()
-# The C scanner json.loads uses inside, without its regex-based whitespace skipping.
-_scan_once: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 class Connection:
@@ -233,29 +231,21 @@ class Connection:
         return {"jsonrpc": "2.0", **message} if self.emit_jsonrpc_field else message
 
     @staticmethod
-    def _dump(message: JsonObject) -> str:
+    def _dump(message: JsonObject) -> bytes:
         try:
-            return _encode(message)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise LocalProtocolError(f"cannot encode message as JSON: {exc}") from exc
-
-    def _line(self, message: JsonObject) -> bytes:
-        text = self._dump(message)
-        try:
-            return (text + "\n").encode()
+            return dumpb(message)
         except UnicodeEncodeError as exc:
             raise LocalProtocolError(
                 f"message is not valid Unicode (lone surrogate): {exc}"
             ) from exc
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise LocalProtocolError(f"cannot encode message as JSON: {exc}") from exc
+
+    def _line(self, message: JsonObject) -> bytes:
+        return self._dump(message) + b"\n"
 
     def _frame(self, message: JsonObject) -> str:
-        text = self._dump(message)
-        if not text.isascii():  # O(1); only non-ASCII text can hold a lone surrogate
-            try:
-                text.encode()
-            except UnicodeEncodeError as exc:
-                raise LocalProtocolError(f"message is not valid Unicode: {exc}") from exc
-        return text
+        return self._dump(message).decode()
 
     # ---- incoming -------------------------------------------------------------------------
 
@@ -280,17 +270,11 @@ class Connection:
             if isinstance(item, ProtocolIssue):
                 append(item)
                 continue
-            # Fast path: UTF-8 decode and one C-level JSON scan. Anything unusual (whitespace
-            # around the value, errors, not an object) takes the slow path, where json.loads
-            # gives the canonical answer.
-            try:
-                text = item.decode()
-                obj, end = _scan_once(text, 0)
-                # Escapes of lone surrogates take the careful path, which repairs them.
-                whole = end == len(text) and (strict or not needs_scrub(text))
-            except (ValueError, StopIteration, RecursionError):
-                whole = False
-            if not whole or obj.__class__ is not dict:
+            # Fast path: one orjson decode. Anything unusual (not UTF-8 or JSON, lone
+            # surrogates, non-finite or 20-digit numbers, deep nesting, not an object) takes
+            # the slow path, where json.loads gives the canonical answer (and repairs).
+            obj = fast_loads(item, None if strict else MAX_PEER_DEPTH)
+            if obj.__class__ is not dict:
                 event = self._slow_line(item, n, skip_blank=True)
                 if event is not None:
                     append(event)
@@ -338,6 +322,12 @@ class Connection:
                     error_code=INVALID_REQUEST,
                 )
             )
+            return
+        # The same orjson fast path as for lines; anything unusual takes the careful one.
+        raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+        obj = fast_loads(raw, None if self.strict else MAX_PEER_DEPTH)
+        if obj.__class__ is dict:
+            self._events.append(self._match(classify(obj, strict=self.strict), text, n))
             return
         event = self._slow_line(text, n, skip_blank=False)
         assert event is not None

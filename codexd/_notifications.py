@@ -10,6 +10,7 @@ they are; a new Codex notification needs no code to be kept.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,12 +20,13 @@ from . import _time
 from ._messages import JsonObject, Notification
 from ._process import preview
 from ._records import EventLevel, Session
-from ._store import Store, Update, patch
+from ._store import EventSpec, Store, Update, patch
 from ._turns import Turn, TurnBook, final_agent_message
 
 
+@functools.lru_cache(maxsize=1024)
 def event_type(method: str) -> str:
-    """``turn/completed`` -> ``app-server.turn.completed``."""
+    """``turn/completed`` -> ``app-server.turn.completed`` (memoized: a few methods recur)."""
     return "app-server." + method.replace("/", ".")
 
 
@@ -77,13 +79,17 @@ class NotificationTable:
             "thread/status/changed": self._thread_status,
         }
 
-    async def handle(self, notification: Notification) -> None:
-        """Record one notification and apply what it changes (after the commit)."""
+    def _effect(self, notification: Notification) -> tuple[Note, Effect]:
         note = self._note(notification)
         if note.turn is not None:
             note.turn.touch()
         handler = self.handlers.get(note.method)
         effect = handler(note) if handler is not None else Effect(f"App-server {note.method}.")
+        return note, effect
+
+    async def handle(self, notification: Notification) -> None:
+        """Record one notification and apply what it changes (after the commit)."""
+        note, effect = self._effect(notification)
         write: Callable[..., Awaitable[Any]] = (
             self.store.record if effect.durable or effect.records else self.store.emit
         )
@@ -97,6 +103,69 @@ class NotificationTable:
         )
         if effect.after is not None:
             effect.after()
+
+    async def handle_batch(
+        self,
+        notifications: list[Notification],
+        failed: Callable[[Notification, Exception], Awaitable[None]],
+    ) -> None:
+        """:meth:`handle` for the notifications of one read, in order, batching the streamed ones.
+
+        Consecutive events that only need queueing (deltas and the like) leave as ONE store
+        item (:meth:`Store.emit_events`); one that changes state or must be durable flushes
+        them first, then is recorded alone, so the order of events and changes is kept. A
+        notification that cannot be handled goes to ``failed`` and the rest go on.
+        """
+        specs: list[EventSpec] = []
+        afters: list[tuple[Notification, Callable[[], None]]] = []
+
+        async def flush() -> None:
+            if specs:
+                await self.store.emit_events(list(specs))
+                specs.clear()
+            for source, after in afters:
+                try:
+                    after()
+                except Exception as exc:
+                    await failed(source, exc)
+            afters.clear()
+
+        for notification in notifications:
+            try:
+                note, effect = self._effect(notification)
+            except Exception as exc:
+                await flush()
+                await failed(notification, exc)
+                continue
+            if effect.durable or effect.records:
+                await flush()
+                try:
+                    await self.store.record(
+                        event_type(note.method),
+                        effect.message,
+                        level=effect.level,
+                        detail=note.params,
+                        session_id=note.session_id,
+                        records=effect.records,
+                    )
+                    if effect.after is not None:
+                        effect.after()
+                except Exception as exc:
+                    await failed(notification, exc)
+                continue
+            specs.append(
+                (
+                    effect.level,
+                    event_type(note.method),
+                    effect.message,
+                    note.params,
+                    note.session_id,
+                    None,
+                )
+            )
+            if effect.after is not None:
+                afters.append((notification, effect.after))
+        await flush()
 
     def _note(self, notification: Notification) -> Note:
         params = notification.params

@@ -24,7 +24,6 @@ import trio
 from ._errors import CodexdError, LocalProtocolError, TransportClosed
 from ._jsonrpc import Connection
 from ._messages import (
-    NEED_DATA,
     ErrorResponse,
     JsonObject,
     LateResponse,
@@ -43,7 +42,11 @@ class Handlers(Protocol):
         """A request of the other side: answer it with :meth:`Peer.respond` (never block)."""
 
     async def on_notification(self, notification: Notification) -> None:
-        """A notification (awaited: keep it quick)."""
+        """A notification (awaited: keep it quick).
+
+        A handler may also define ``on_notifications(list)``: then the notifications that
+        arrive together (one stdout chunk) are handed over in one call, in order.
+        """
 
     async def on_issue(self, issue: ProtocolIssue) -> None:
         """Garbage from the other side, or a late answer to a forgotten request."""
@@ -105,13 +108,15 @@ class Peer:
 
     async def _route_ready(self) -> None:
         handlers = self._handlers
-        while True:
-            event = self.connection.next_event()
-            if event is NEED_DATA:
-                return
+        batch: list[Notification] = []
+        for event in self.connection.events():
             if isinstance(event, Notification):
-                await handlers.on_notification(event)
-            elif isinstance(event, Response | ErrorResponse):
+                batch.append(event)
+                continue
+            if batch:
+                await self._notify(batch)
+                batch = []
+            if isinstance(event, Response | ErrorResponse):
                 self._resolve(event)
             elif isinstance(event, Request):
                 handlers.on_request(event)
@@ -126,6 +131,17 @@ class Peer:
                         f"{late.method or 'a request'} answered after its timeout",
                     )
                 )
+        if batch:
+            await self._notify(batch)
+
+    async def _notify(self, batch: list[Notification]) -> None:
+        """Consecutive notifications: one call if the handlers take batches, else one each."""
+        many = getattr(self._handlers, "on_notifications", None)
+        if many is not None:
+            await many(batch)
+            return
+        for notification in batch:
+            await self._handlers.on_notification(notification)
 
     def _resolve(self, response: Response | ErrorResponse) -> None:
         waiter = self._waiters.pop(response.id, None) if response.id is not None else None

@@ -46,15 +46,30 @@ class AppServerRoutes:
             await self.table.handle(note)
             if note.method == "serverRequest/resolved":
                 self.approvals.server_resolved(note.params)
-        except StoreError:
-            self.store.dropped_events += 1  # degraded: counted in daemon/status
         except Exception as exc:
-            await self.store.emit(
-                "app-server.notification.failed",
-                f"Could not handle {note.method}: {describe_failure(exc)}",
-                level="error",
-                detail={"method": note.method, "error": describe_failure(exc)},
-            )
+            await self._failed(note, exc)
+
+    async def notifications(self, notes: list[Notification]) -> None:
+        """The notifications of one stdout chunk: their events queued as one store item."""
+        await self.table.handle_batch(notes, self._failed)
+        for note in notes:
+            if note.method == "serverRequest/resolved":
+                try:
+                    self.approvals.server_resolved(note.params)
+                except Exception as exc:
+                    await self._failed(note, exc)
+
+    async def _failed(self, note: Notification, exc: Exception) -> None:
+        """One notification could not be handled: recorded, and the reader goes on."""
+        if isinstance(exc, StoreError):
+            self.store.dropped_events += 1  # degraded: counted in daemon/status
+            return
+        await self.store.emit(
+            "app-server.notification.failed",
+            f"Could not handle {note.method}: {describe_failure(exc)}",
+            level="error",
+            detail={"method": note.method, "error": describe_failure(exc)},
+        )
 
     def server_request(self, client: AppServerClient, request: Request) -> None:
         self.approvals.handle_request(client, request)

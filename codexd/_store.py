@@ -21,14 +21,12 @@ once a write succeeds again the store records ``store.recovered`` and serves nor
 
 from __future__ import annotations
 
-import json
 import math
 import secrets
 import sqlite3
-import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,12 +34,8 @@ import attrs
 import trio
 
 from . import _statedir, _time
-from ._database import Database, ForeignDatabase, LoadProblem, Row, create_database
-from ._database import dumps as dumps_valid_json
-from ._database import event_to_json as _event_json
+from ._database import Database, ForeignDatabase, LoadProblem
 from ._errors import StoreError
-from ._jsoncheck import has_surrogate, scrub
-from ._logfiles import RotatingFile, last_logged_seq
 from ._records import (
     Approval,
     ChildState,
@@ -51,9 +45,22 @@ from ._records import (
     Session,
     StoreHealth,
     from_wire,
-    to_wire,
 )
+from ._store_batch import Change, Item, Prepared, StoredRecord, Update, patch, prepare
+from ._store_events import EventSpec
+from ._store_writer import StoreFiles, log, open_state
 from ._subscriptions import EventFilter, Subscription
+
+__all__ = [
+    "MAX_BATCH",
+    "Change",
+    "EventSpec",
+    "Store",
+    "StoredRecord",
+    "Update",
+    "new_id",
+    "patch",
+]
 
 #: Items taken from the channel for one transaction at most.
 MAX_BATCH = 2048
@@ -61,107 +68,6 @@ MAX_BATCH = 2048
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0)
 #: The probe of a degraded store backs off between these bounds.
 PROBE_MIN_S, PROBE_MAX_S = 0.5, 10.0
-#: Event-log bytes kept for a later append when events.jsonl cannot be written.
-LOG_BACKLOG_BYTES = 8 * 1024 * 1024
-
-StoredRecord = Session | Run | Approval | ChildState
-_Keyed = Session | Run | Approval
-
-
-@attrs.frozen
-class Update:
-    """A change to one record, computed in the store task from its latest value.
-
-    ``change`` gets the current record (``None`` if there is none) and returns the new one, or
-    ``None`` to leave it as it is. It must be quick and must not raise.
-    """
-
-    kind: type[Session] | type[Run] | type[Approval]
-    key: str
-    change: Callable[[Any], Any]
-
-
-Change = StoredRecord | Update
-
-
-def patch(kind: type[Any], key: str, change: Callable[[Any], Any]) -> Update:
-    """An :class:`Update` of an existing record (nothing happens if it does not exist)."""
-    return Update(kind, key, lambda current: change(current) if current is not None else None)
-
-
-def _key_of(record: _Keyed) -> str:
-    if isinstance(record, Session):
-        return record.session_id
-    if isinstance(record, Run):
-        return record.run_id
-    return record.approval_id
-
-
-@attrs.define
-class _Item:
-    """One submission: an event to number, record changes, meta keys, or child output."""
-
-    event: tuple[EventLevel, str, str, dict[str, Any] | None, str | None, str | None] | None = None
-    changes: tuple[Change, ...] = ()
-    meta: Mapping[str, Any] | None = None
-    output: tuple[Literal["stdout", "stderr"], bytes] | None = None
-    ack: trio.Event | None = None
-    result: Event | None = None
-    error: BaseException | None = None
-
-
-@attrs.define
-class _Prepared:
-    """A batch ready to write: nothing in memory has changed yet."""
-
-    events: list[tuple[Event, str]]
-    records: dict[tuple[type, str], _Keyed]
-    child: ChildState | None
-    meta: dict[str, Any]
-    outputs: list[tuple[str, bytes]]
-    reopen: bool
-
-
-def _storable(event: Event) -> tuple[Event, str]:
-    """The event and its JSON line; a value JSON or UTF-8 cannot hold is repaired and flagged.
-
-    Peers' output is repaired where it enters (the JSON-RPC core, the exec reader); this is the
-    last line of defence, so that no event can ever fail a batch or the API's encoder.
-    """
-    try:
-        line = _event_json(event)
-        if line.isascii() or not has_surrogate(line):
-            return event, line
-    except (ValueError, RecursionError):
-        pass
-    fixed = attrs.evolve(
-        event,
-        message=scrub(event.message)[0],
-        type=scrub(event.type)[0],
-        detail={**(scrub(event.detail)[0] or {}), "repairedByCodexd": True},
-        session_id=scrub(event.session_id)[0],
-        run_id=scrub(event.run_id)[0],
-    )
-    return fixed, _event_json(fixed)
-
-
-def _row_of(record: _Keyed) -> Row:
-    wire = to_wire(record)
-    try:
-        data = json.dumps(wire, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        if has_surrogate(data):
-            raise ValueError("lone surrogate")
-    except (ValueError, RecursionError):
-        data = dumps_valid_json(scrub(wire)[0])
-    if isinstance(record, Session):
-        return Row("sessions", record.session_id, record.status, record.thread_id, data)
-    if isinstance(record, Run):
-        return Row("runs", record.run_id, record.status, record.created_at, data)
-    return Row("approvals", record.approval_id, record.status, None, data)
-
-
-def _log(message: str) -> None:
-    print(f"codexd: {message}", file=sys.stderr, flush=True)
 
 
 class Store:
@@ -185,7 +91,9 @@ class Store:
     ) -> None:
         self.state_dir = state_dir
         self._db = db
-        self._lock = lock
+        self._files = StoreFiles(
+            state_dir, db, lock, log_max_bytes=log_max_bytes, log_backups=log_backups
+        )
         loaded = db.load(recent_limit)
         #: Rows and keys that could not be read at open (quarantined); the daemon reports them.
         self.load_problems: list[LoadProblem] = loaded.problems
@@ -206,29 +114,16 @@ class Store:
         self.approvals: dict[str, Approval] = {a.approval_id: a for a in loaded.approvals}
         self.last_seq = loaded.last_seq
         self.recent_events: deque[Event] = deque(loaded.recent_events, maxlen=recent_limit)
-        self._event_log = RotatingFile(
-            state_dir / "events.jsonl", max_bytes=log_max_bytes, backups=log_backups
-        )
-        self._output_logs = {
-            "stdout": RotatingFile(
-                state_dir / "child-stdout.log", max_bytes=log_max_bytes, backups=log_backups
-            ),
-            "stderr": RotatingFile(
-                state_dir / "child-stderr.log", max_bytes=log_max_bytes, backups=log_backups
-            ),
-        }
-        self._log_backlog = b""
-        self._send, self._recv = trio.open_memory_channel[_Item](channel_size)
+        self._send, self._recv = trio.open_memory_channel[Item](channel_size)
         self._subscribers: set[Subscription] = set()
         self._input_closed = False
         self._reopen_requested = False
-        self._in_flight: list[_Item] = []
+        self._in_flight: list[Item] = []
         self.fault: StoreHealth | None = None
         self._degraded_at = 0.0
         self._degraded = trio.Event()
         self.write_failures = 0
         self.dropped_events = 0
-        self.log_failures = 0
         self.finished = trio.Event()
 
     @classmethod
@@ -247,42 +142,17 @@ class Store:
         ``state.sqlite3`` cannot be used (not a directory, not writable, empty or foreign).
         """
 
-        def _open() -> Store:
-            lock = _statedir.claim(state_dir)
-            try:
-                path = state_dir / "state.sqlite3"
-                if not path.exists():
-                    start = last_logged_seq(state_dir / "events.jsonl")
-                    create_database(
-                        path,
-                        {
-                            "daemon_id": f"codexd-{secrets.token_hex(6)}",
-                            "created_at": _time.now_iso(),
-                            "last_seq": start,
-                        },
-                    )
-                db = Database(path)
-                return cls(
-                    state_dir,
-                    db,
-                    lock,
-                    recent_limit=recent_limit,
-                    log_max_bytes=log_max_bytes,
-                    log_backups=log_backups,
-                )
-            except ForeignDatabase as exc:
-                lock.release()
-                raise StoreError(f"refusing to use the state store: {exc}") from None
-            except OSError as exc:
-                lock.release()
-                raise StoreError(
-                    f"cannot open the state store in {state_dir}: {exc.strerror or exc}"
-                ) from None
-            except BaseException:
-                lock.release()
-                raise
+        def build(db: Database, lock: _statedir.StateDirLock) -> Store:
+            return cls(
+                state_dir,
+                db,
+                lock,
+                recent_limit=recent_limit,
+                log_max_bytes=log_max_bytes,
+                log_backups=log_backups,
+            )
 
-        return await trio.to_thread.run_sync(_open)
+        return await trio.to_thread.run_sync(open_state, state_dir, build)
 
     # ---- reads (memory only, committed state) ----------------------------------------------
 
@@ -313,6 +183,11 @@ class Store:
             write_failures=self.write_failures,
             log_failures=self.log_failures,
         )
+
+    @property
+    def log_failures(self) -> int:
+        """Appends to ``events.jsonl`` or a child log that failed (their commits stood)."""
+        return self._files.log_failures
 
     async def wait(self, done: trio.Event) -> None:
         """Wait for ``done`` (set after a commit); raise StoreError if the store degrades first.
@@ -389,11 +264,11 @@ class Store:
             )
         return "the state store is closed; codexd is shutting down"
 
-    async def _submit(self, item: _Item) -> None:
+    async def _submit(self, item: Item) -> None:
         if self._input_closed or self.fault is not None:
             if item.ack is not None:
                 raise StoreError(self._refusal())
-            self.dropped_events += item.event is not None
+            self.dropped_events += len(item.events)
             return
         try:
             # The fast path: no checkpoint (this runs once per streamed event).
@@ -408,13 +283,13 @@ class Store:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._refuse_late(item)
 
-    def _refuse_late(self, item: _Item) -> None:
+    def _refuse_late(self, item: Item) -> None:
         if item.ack is None:
-            self.dropped_events += item.event is not None
+            self.dropped_events += len(item.events)
             return
         raise StoreError(self._refusal())
 
-    async def _submit_and_wait(self, item: _Item) -> None:
+    async def _submit_and_wait(self, item: Item) -> None:
         item.ack = trio.Event()
         await self._submit(item)
         await item.ack.wait()
@@ -441,8 +316,9 @@ class Store:
         :class:`~codexd._errors.StoreError` if they could not be written (then nothing of them
         is visible anywhere). Cancelling the caller does not cancel the write.
         """
-        item = _Item(
-            event=(level, type, message, detail, session_id, run_id), changes=tuple(records)
+        item = Item(
+            events=((level, type, message, detail, session_id, run_id),),
+            changes=tuple(records),
         )
         await self._submit_and_wait(item)
         assert item.result is not None
@@ -466,16 +342,29 @@ class Store:
         store is degraded or closed the event is dropped and counted (``daemon/status``).
         """
         await self._submit(
-            _Item(event=(level, type, message, detail, session_id, run_id), changes=tuple(records))
+            Item(
+                events=((level, type, message, detail, session_id, run_id),),
+                changes=tuple(records),
+            )
         )
+
+    async def emit_events(self, events: Sequence[EventSpec]) -> None:
+        """Queue several events as ONE submission (a stdout chunk's worth), like :meth:`emit`.
+
+        They are numbered consecutively, committed in the same transaction and published
+        together: one channel item, one wake-up of the store, one offer to each subscriber.
+        Never raises.
+        """
+        if events:
+            await self._submit(Item(events=events))
 
     async def save(self, *records: Change, meta: Mapping[str, Any] | None = None) -> None:
         """Persist record changes (and meta keys) without an event; wait for the disk."""
-        await self._submit_and_wait(_Item(changes=records, meta=meta))
+        await self._submit_and_wait(Item(changes=records, meta=meta))
 
     async def append_output(self, stream: Literal["stdout", "stderr"], data: bytes) -> None:
         """Append raw child output to ``child-<stream>.log`` (ordered with events)."""
-        await self._submit(_Item(output=(stream, data)))
+        await self._submit(Item(output=(stream, data)))
 
     def set_meta_soon(self, key: str, value: Any) -> None:
         """Stage a meta key for the next batch (small bookkeeping, e.g. the daemon's info)."""
@@ -551,21 +440,14 @@ class Store:
             self._fail_queued(stopped)
             self._recv.close()
             with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(self._close_files)
+                await trio.to_thread.run_sync(self._files.close)
             for sub in list(self._subscribers):
                 sub.close()
             self.finished.set()
 
-    def _close_files(self) -> None:
-        self._event_log.close()
-        for log in self._output_logs.values():
-            log.close()
-        self._db.close()
-        self._lock.release()
-
-    def _fail(self, item: _Item, error: BaseException) -> None:
+    def _fail(self, item: Item, error: BaseException) -> None:
         if item.ack is None:
-            self.dropped_events += item.event is not None
+            self.dropped_events += len(item.events)
             return
         if not item.ack.is_set():
             item.error = error
@@ -579,97 +461,43 @@ class Store:
                 return
             self._fail(item, error)
 
-    def _prepare(self, batch: Iterable[_Item]) -> _Prepared:
-        """Number the events and evaluate the changes; memory is not touched."""
-        records: dict[tuple[type, str], _Keyed] = {}
-        child: ChildState | None = None
-        events: list[tuple[Event, str]] = []
-        outputs: list[tuple[str, bytes]] = []
-        meta = dict(self._pending_meta)
-        ts = _time.now_iso()
-        seq = self.last_seq
-        committed: dict[type, Mapping[str, Any]] = {
-            Session: self.sessions,
-            Run: self.runs,
-            Approval: self.approvals,
-        }
-        for item in batch:
-            try:
-                changed, child_change = self._evaluate(item, records, committed)
-            except Exception as exc:  # a faulty Update fails its own item, never the batch
-                self._fail(item, StoreError(f"a change could not be applied: {exc!r}"))
-                continue
-            records.update(changed)
-            child = child_change or child
-            if item.meta:
-                meta.update(item.meta)
-            if item.output is not None:
-                outputs.append(item.output)
-            if item.event is not None:
-                seq += 1
-                level, etype, message, detail, session_id, run_id = item.event
-                event = Event(seq, ts, level, etype, message, detail, session_id, run_id)
-                event, line = _storable(event)
-                item.result = event
-                events.append((event, line))
-        if child is not None:
-            meta["child"] = to_wire(child)
-        if events:
-            meta["last_seq"] = events[-1][0].seq
+    def _prepare(self, batch: list[Item]) -> Prepared:
+        """Number the events and evaluate the changes (:func:`prepare`); memory is untouched."""
         reopen, self._reopen_requested = self._reopen_requested, False
-        return _Prepared(events, records, child, meta, outputs, reopen)
+        return prepare(
+            batch,
+            last_seq=self.last_seq,
+            committed={Session: self.sessions, Run: self.runs, Approval: self.approvals},
+            pending_meta=self._pending_meta,
+            reopen=reopen,
+            fail=self._fail,
+        )
 
-    @staticmethod
-    def _evaluate(
-        item: _Item,
-        records: Mapping[tuple[type, str], _Keyed],
-        committed: Mapping[type, Mapping[str, Any]],
-    ) -> tuple[dict[tuple[type, str], _Keyed], ChildState | None]:
-        """The records one item changes, evaluated on top of the batch so far."""
-        changed: dict[tuple[type, str], _Keyed] = {}
-        child: ChildState | None = None
-        for change in item.changes:
-            if isinstance(change, ChildState):
-                child = change
-                continue
-            if isinstance(change, Update):
-                slot = (change.kind, change.key)
-                current = (
-                    changed.get(slot) or records.get(slot) or committed[change.kind].get(change.key)
-                )
-                new = change.change(current)
-                if new is None:
-                    continue
-            else:
-                new = change
-            changed[(type(new), _key_of(new))] = new
-        return changed, child
-
-    async def _commit(self, batch: list[_Item]) -> None:
+    async def _commit(self, batch: list[Item]) -> None:
         """Write the batch, retrying with backoff; apply it to memory once it is on disk."""
         self._in_flight = batch
         prepared = self._prepare(batch)
         for attempt, delay in enumerate((*RETRY_DELAYS_S, None), start=1):
             try:
                 # Not cancellable: a commit that happened is always applied right after.
-                await trio.to_thread.run_sync(self._write_sync, prepared)
+                await trio.to_thread.run_sync(self._files.write, prepared)
             except Exception as exc:  # disk full, I/O error, a locked or broken database
                 self.write_failures += 1
                 if delay is None:
                     self._degrade(exc, batch)
                     return
-                _log(f"state store write failed (attempt {attempt}), retrying: {exc}")
+                log(f"state store write failed (attempt {attempt}), retrying: {exc}")
                 await trio.sleep(delay)
                 continue
             self._apply(prepared, batch)
             return
 
-    def _degrade(self, exc: BaseException, batch: list[_Item]) -> None:
+    def _degrade(self, exc: BaseException, batch: list[Item]) -> None:
         error = f"{exc}" or type(exc).__name__
         self.fault = StoreHealth(status="degraded", error=error, since=_time.now_iso())
         self._degraded_at = time.monotonic()
         self._degraded.set()
-        _log(f"state store degraded, writes refused until the disk recovers: {error}")
+        log(f"state store degraded, writes refused until the disk recovers: {error}")
         for item in batch:
             self._fail(item, exc)
         self._in_flight = []
@@ -689,26 +517,28 @@ class Store:
             fault = self.fault
             assert fault is not None
             seconds = time.monotonic() - self._degraded_at
-            probe = _Item(
-                event=(
-                    "warn",
-                    "store.recovered",
-                    f"The state store is writable again after {seconds:.1f}s degraded"
-                    f" ({self.dropped_events} streamed events dropped meanwhile).",
-                    {
-                        "since": fault.since,
-                        "error": fault.error,
-                        "degradedS": round(seconds, 3),
-                        "droppedEvents": self.dropped_events,
-                        "writeFailures": self.write_failures,
-                    },
-                    None,
-                    None,
-                )
+            probe = Item(
+                events=[
+                    (
+                        "warn",
+                        "store.recovered",
+                        f"The state store is writable again after {seconds:.1f}s degraded"
+                        f" ({self.dropped_events} streamed events dropped meanwhile).",
+                        {
+                            "since": fault.since,
+                            "error": fault.error,
+                            "degradedS": round(seconds, 3),
+                            "droppedEvents": self.dropped_events,
+                            "writeFailures": self.write_failures,
+                        },
+                        None,
+                        None,
+                    )
+                ]
             )
             prepared = self._prepare([probe])
             try:
-                await trio.to_thread.run_sync(self._write_sync, prepared)
+                await trio.to_thread.run_sync(self._files.write, prepared)
             except Exception as exc:
                 self.write_failures += 1
                 self.fault = attrs.evolve(fault, error=f"{exc}" or type(exc).__name__)
@@ -716,11 +546,11 @@ class Store:
                 continue
             self.fault = None
             self._degraded = trio.Event()
-            _log("state store recovered; writes accepted again")
+            log("state store recovered; writes accepted again")
             self._apply(prepared, [probe])
             return True
 
-    def _apply(self, prepared: _Prepared, batch: list[_Item]) -> None:
+    def _apply(self, prepared: Prepared, batch: list[Item]) -> None:
         """The batch is on disk: make it visible (records, ring, subscribers, acks)."""
         for record in prepared.records.values():
             if isinstance(record, Session):
@@ -736,48 +566,15 @@ class Store:
                 del self._pending_meta[key]
         self.meta.update(prepared.meta)
         if prepared.events:
-            events = [event for event, _line in prepared.events]
-            self.last_seq = events[-1].seq
-            self.recent_events.extend(events)
+            stored = prepared.events
+            self.last_seq = stored[-1][0].seq
+            self.recent_events.extend([event for event, _line in stored])
             for sub in list(self._subscribers):
-                sub.offer(events)
+                sub.offer(stored)
         self._in_flight = []
         for item in batch:
             if item.ack is not None:
                 item.ack.set()
-
-    def _write_sync(self, prepared: _Prepared) -> None:
-        """Commit the batch (raises if the database write fails), then append the logs.
-
-        The SQLite transaction is the commit point. The logs are appended after it and a log
-        that cannot be written does not undo the commit: its lines wait in a bounded backlog.
-        """
-        self._db.write(
-            prepared.events,
-            [_row_of(r) for r in prepared.records.values()],
-            prepared.meta,
-        )
-        if prepared.reopen:
-            self._event_log.reopen()
-            for log in self._output_logs.values():
-                log.reopen()
-        data = self._log_backlog + "".join(line + "\n" for _e, line in prepared.events).encode()
-        if data:
-            try:
-                self._event_log.write(data)
-                self._log_backlog = b""
-            except OSError as exc:
-                self.log_failures += 1
-                cut = max(0, len(data) - LOG_BACKLOG_BYTES)
-                if cut:
-                    cut = data.find(b"\n", cut) + 1
-                self._log_backlog = data[cut:]
-                _log(f"events.jsonl could not be appended (kept for later): {exc}")
-        for stream, output in prepared.outputs:
-            try:
-                self._output_logs[stream].write(output)
-            except OSError:
-                self.log_failures += 1
 
 
 def new_id(prefix: str) -> str:

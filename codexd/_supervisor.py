@@ -391,6 +391,7 @@ class AppServerSupervisor:
                 transport,
                 request_timeout_s=self.config.turns.request_timeout_s,
                 on_notification=self.listener.notification,
+                on_notifications=getattr(self.listener, "notifications", None),
                 on_server_request=self.listener.server_request,
                 on_issue=self.listener.issue,
                 experimental_api=self.config.appserver.experimental_api,

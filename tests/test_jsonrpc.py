@@ -649,3 +649,39 @@ def test_random_chunking_line_framer_yields_the_same_lines() -> None:
             position += step
         assert got == lines
         assert framer.close() is None
+
+
+# ---- the orjson fast path keeps the standard library's answers -------------------------------
+
+
+def test_fast_path_reads_long_integers_exactly_and_repairs_what_it_must() -> None:
+    conn = Connection()
+    big = 2**70
+    events = feed(
+        conn,
+        b'{"method":"a","params":{"n":%d,"m":18446744073709551615}}\n' % big
+        + b'{"method":"b","params":{"x":NaN}}\n'
+        + b'{"method":"c","params":{"s":"\\ud800"}}\n'
+        + b'{"method":"d","params":{"ok":"\\ud83d\\ude00","f":1.5}}\n',
+    )
+    notes = [e for e in events if isinstance(e, Notification)]
+    assert notes[0].params == {"n": big, "m": 2**64 - 1}
+    assert isinstance(notes[0].params["n"], int)
+    assert notes[1].params == {"x": None}
+    assert notes[2].params == {"s": "\ufffd"}
+    assert notes[3].params == {"ok": "\U0001f600", "f": 1.5}
+    assert issue_kinds(events) == ["repaired", "repaired"]
+
+
+def test_outgoing_encoding_keeps_json_errors_and_values() -> None:
+    conn = Connection()
+    with pytest.raises(LocalProtocolError):
+        conn.send_notification("m", {"x": float("nan")})
+    with pytest.raises(LocalProtocolError):
+        conn.send_notification_frame("m", {"x": "\ud800"})
+    with pytest.raises(LocalProtocolError):
+        conn.send_notification("m", {"x": object()})
+    big = conn.send_notification("m", {"n": 2**70, "k": {1: None}})
+    assert json.loads(big) == {"method": "m", "params": {"n": 2**70, "k": {"1": None}}}
+    text = conn.send_response_frame(1, {"s": "é\u2028", "none": None})
+    assert json.loads(text) == {"id": 1, "result": {"s": "é\u2028", "none": None}}
