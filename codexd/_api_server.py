@@ -54,7 +54,15 @@ from ._methods import METHODS
 from ._params import EventsSubscribeParams, EventsUnsubscribeParams, parse
 from ._peer import Peer
 from ._records import Subscribed, Unsubscribed, to_wire
-from ._subscriptions import EventFilter, Subscription
+from ._subscriptions import (
+    EventFilter,
+    Subscription,
+    event_frames,
+    event_payloads,
+    frame_blob,
+    raw_frames_supported,
+    send_raw_frames,
+)
 
 if TYPE_CHECKING:
     from ._daemon import Daemon
@@ -87,33 +95,36 @@ class _Outbox:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._frames: deque[str] = deque()
+        self._frames: deque[str | bytes] = deque()
         self._bytes = 0
+        self._count = 0
         self._wake = trio.Event()
         self._drained = trio.Event()
         self.closed = False
 
     def __len__(self) -> int:
-        return len(self._frames)
+        """Frames queued (a blob of event frames counts each of them)."""
+        return self._count
 
     async def wait_room(self, frames: int) -> None:
         """Until fewer than ``frames`` frames wait (a stream must not outrun the writer)."""
-        while len(self._frames) >= frames and not self.closed:
+        while self._count >= frames and not self.closed:
             self._drained = trio.Event()
             await self._drained.wait()
 
-    def put(self, frame: str, *, force: bool = False) -> bool:
+    def put(self, frame: str | bytes, *, force: bool = False, frames: int = 1) -> bool:
         """Queue ``frame``; False if the outbox is over its limit (``force`` ignores it)."""
         if self.closed:
             return False
         if not force and self._frames and self._bytes + len(frame) > self.limit:
             return False
         self._frames.append(frame)
+        self._count += frames
         self._bytes += len(frame)
         self._wake.set()
         return True
 
-    async def take_all(self) -> list[str]:
+    async def take_all(self) -> list[str | bytes]:
         """Everything queued, waiting for at least one frame."""
         while not self._frames:
             if self.closed:
@@ -122,6 +133,7 @@ class _Outbox:
             await self._wake.wait()
         frames = list(self._frames)
         self._frames.clear()
+        self._count = 0
         self._bytes = 0
         self._drained.set()
         return frames
@@ -172,9 +184,16 @@ class _ApiConnection:
                 nursery.cancel_scope.cancel()
 
     async def _writer(self) -> None:
+        # Raw frames: everything queued (answers, and each subscription's batches of event
+        # frames spliced from the stored lines) leaves in ONE write.
+        raw = raw_frames_supported(self.ws)
         try:
             while True:
-                for frame in await self.outbox.take_all():
+                frames = await self.outbox.take_all()
+                if raw:
+                    await send_raw_frames(self.ws, frame_blob(frames))
+                    continue
+                for frame in frames:
                     await self.ws.send_message(frame)
         except (trio.EndOfChannel, trio_websocket.ConnectionClosed, trio.BrokenResourceError):
             pass
@@ -298,14 +317,21 @@ class _ApiConnection:
     async def _stream(
         self, subscription: Subscription, subscription_id: str, scope: trio.CancelScope
     ) -> None:
+        raw = raw_frames_supported(self.ws)
         with scope:
             try:
-                async for event in subscription:
-                    payload = {"subscriptionId": subscription_id, "event": to_wire(event)}
-                    if not self.outbox.put(
-                        self.peer.connection.send_notification_frame("event", payload)
-                    ):
-                        raise SubscriberOverflow(subscription.last_seq)
+                while batch := await subscription.receive_batch(STREAM_AHEAD):
+                    # All buffered events at once, their frames spliced from the stored lines.
+                    if raw:
+                        blob = event_frames(subscription_id, batch)
+                        queued = self.outbox.put(blob, frames=len(batch))
+                    else:
+                        queued = all(
+                            self.outbox.put(payload.decode())
+                            for payload in event_payloads(subscription_id, batch)
+                        )
+                    if not queued:
+                        raise SubscriberOverflow(batch[0][0].seq - 1)
                     if len(self.outbox) >= STREAM_AHEAD:
                         # The client is slower than the stream: let the subscription's own
                         # bounded buffer absorb it (and drop it when that overflows).

@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,14 +92,9 @@ class RunQueue:
         self,
         store: Store,
         config: Config,
-        *,
-        codex_argv: Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.config = config
-        self._codex_argv = list(codex_argv) if codex_argv else None
-        self._env = dict(env) if env is not None else None
         self._queue: deque[str] = deque()
         self._wake = trio.Event()
         self._done: dict[str, trio.Event] = {}
@@ -296,11 +291,7 @@ class RunQueue:
         One place configures Codex: a ``child.env`` pointing at a provider applies to runs too.
         The bundled binary's helper folder goes on ``PATH`` when the bundled binary is used.
         """
-        if self._env is not None:
-            return dict(self._env)
-        bundled = self._codex_argv is None and not (
-            self.config.runs.command or self.config.child.command
-        )
+        bundled = not (self.config.runs.command or self.config.child.command)
         env = _binary.with_codex_path(os.environ) if bundled else dict(os.environ)
         extra = self.config.runs.env
         env.update(self.config.child.env if extra is None else extra)
@@ -308,7 +299,7 @@ class RunQueue:
 
     def _argv(self, run: Run, options: RunOptions, last_message: Path) -> list[str]:
         o = options
-        argv = [*(self._codex_argv or [self._command()]), "exec", "--json"]
+        argv = [self._command(), "exec", "--json"]
         if o.skip_git_repo_check:
             argv.append("--skip-git-repo-check")
         if run.cwd:

@@ -396,6 +396,11 @@ class Store:
             self._subscribers.add(sub)
         return sub
 
+    @property
+    def subscriber_count(self) -> int:
+        """Live subscriptions (a closed or dropped one is gone from the count at once)."""
+        return len(self._subscribers)
+
     async def close_input(self) -> None:
         """Refuse new writes; :meth:`run` drains what is queued and returns."""
         if not self._input_closed:

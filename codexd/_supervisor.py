@@ -62,6 +62,9 @@ class Listener(Protocol):
     async def notification(self, note: Notification) -> None:
         """A notification; must not raise and must not wait on anything slow."""
 
+    async def notifications(self, notes: list[Notification]) -> None:
+        """The notifications of one stdout chunk, in order (the same rules, one call)."""
+
     def server_request(self, client: AppServerClient, request: Request) -> None:
         """A server request; must not block (spawn a task)."""
 
@@ -391,7 +394,7 @@ class AppServerSupervisor:
                 transport,
                 request_timeout_s=self.config.turns.request_timeout_s,
                 on_notification=self.listener.notification,
-                on_notifications=getattr(self.listener, "notifications", None),
+                on_notifications=self.listener.notifications,
                 on_server_request=self.listener.server_request,
                 on_issue=self.listener.issue,
                 experimental_api=self.config.appserver.experimental_api,

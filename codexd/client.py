@@ -79,6 +79,8 @@ class ApiClient:
         # Notifications that arrived before the reply naming their subscription (older
         # daemons stream before they reply): kept, bounded, until the reply claims them.
         self._early: dict[str, deque[Any]] = {}
+        #: Subscriptions this client ended (bounded: the most recent ones).
+        self._finished: deque[str] = deque(maxlen=1024)
         self.default_timeout = default_timeout
         self.closed_reason: str | None = None
 
@@ -138,6 +140,8 @@ class ApiClient:
             return
         sink = self._events.get(sub_id)
         if sink is None:
+            if sub_id in self._finished:
+                return  # on the wire when it was unsubscribed: nobody will ever read it
             if len(self._early) < 8 or sub_id in self._early:
                 early = self._early.setdefault(sub_id, deque(maxlen=EARLY_BUFFER))
                 early.append(item)
@@ -282,6 +286,8 @@ class RawSubscription:
     def detach(self) -> None:
         """Stop delivering at once; a task waiting on :attr:`receive` gets ClosedResourceError."""
         self.client._events.pop(self.subscription_id, None)
+        self.client._early.pop(self.subscription_id, None)
+        self.client._finished.append(self.subscription_id)
         self._sink.send.close()
         self.receive.close()
 

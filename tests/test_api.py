@@ -216,7 +216,7 @@ async def test_subscriber_that_never_reads_is_dropped(base_config: Config) -> No
                 for n in range(5000):
                     await daemon.store.emit("flood", f"{n}", detail={"pad": "y" * 200})
                 await daemon.store.record("flood", "done")
-                assert daemon.store._subscribers == set()
+                assert daemon.store.subscriber_count == 0
                 closed = False
                 try:
                     while True:
@@ -263,7 +263,7 @@ async def test_rss_flat_while_100k_events_pass_a_subscriber_that_never_reads(
                 assert proc.stdout is not None
                 assert (await proc.stdout.receive_some(100)).startswith(b"subscribed")
                 await trio.sleep(0.2)
-                assert len(daemon.store._subscribers) == 1
+                assert daemon.store.subscriber_count == 1
                 for n in range(5_000):  # warm up: allocator, caches
                     await daemon.store.emit("flood", f"{n}", detail={"pad": "y" * 300})
                 before = _rss_mib()
@@ -272,7 +272,7 @@ async def test_rss_flat_while_100k_events_pass_a_subscriber_that_never_reads(
                 await daemon.store.record("flood", "done")
                 after = _rss_mib()
                 print(f"RSS before {before:.1f} MiB, after 100k events {after:.1f} MiB")
-                assert daemon.store._subscribers == set(), "the lagging subscriber was dropped"
+                assert daemon.store.subscriber_count == 0, "the lagging subscriber was dropped"
                 assert after - before < 40, f"RSS grew {after - before:.1f} MiB over 100k events"
             finally:
                 proc.kill()

@@ -214,6 +214,7 @@ async def test_bad_input_is_refused_and_nothing_queued(
 async def test_garbage_stdout_is_recorded_not_fatal(tmp_path: Path) -> None:
     fake_exec = tmp_path / "fake_exec.py"
     fake_exec.write_text(
+        f"#!{sys.executable}\n"
         "import json, sys\n"
         "sys.stdin.read()\n"
         "print('this is not json', flush=True)\n"
@@ -222,10 +223,11 @@ async def test_garbage_stdout_is_recorded_not_fatal(tmp_path: Path) -> None:
         "'agent_message', 'text': 'fake done'}}))\n"
         "print(json.dumps({'type': 'turn.completed', 'usage': {'output_tokens': 1}}))\n"
     )
+    fake_exec.chmod(0o755)
     config = exec_config(tmp_path)
+    config = attrs.evolve(config, runs=attrs.evolve(config.runs, command=str(fake_exec)))
     with trio.fail_after(30):
         async with open_daemon(config) as daemon:
-            daemon.runs._codex_argv = [sys.executable, str(fake_exec)]
             run = await daemon.create_run("x", cwd=str(tmp_path))
             done = await daemon.wait_run(run.run_id, timeout=20)
             assert done.status == "completed"

@@ -22,6 +22,7 @@ import trio
 
 from .._config import Config, default_state_dir
 from .._errors import CodexdError
+from .._gc import tune_gc
 from ._app import EXIT_FAILED, load, report_error, settings
 from ._fake import FakeSetup, open_fake_setup
 
@@ -135,6 +136,9 @@ def _ready(daemon: Any, config: Config, fake: FakeSetup | None, as_json: bool) -
         ready["fakeProvider"] = fake.provider.base_url
         ready["codexHome"] = str(fake.codex_home)
     _say(as_json, f"codexd ready {json.dumps(ready)}", ready)
+    # Everything start-up built lives as long as the process: freeze it out of the collector's
+    # walks and raise the thresholds (no full-GC pause in a turn; docs/performance.md).
+    tune_gc()
     if fake is not None and not as_json:
         custom = config.state_dir != default_state_dir() and "CODEXD_STATE_DIR" not in os.environ
         here = f" --state-dir {shlex.quote(config.state_dir)}" if custom else ""
