@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import attrs
 
@@ -87,29 +86,13 @@ class NotificationTable:
         effect = handler(note) if handler is not None else Effect(f"App-server {note.method}.")
         return note, effect
 
-    async def handle(self, notification: Notification) -> None:
-        """Record one notification and apply what it changes (after the commit)."""
-        note, effect = self._effect(notification)
-        write: Callable[..., Awaitable[Any]] = (
-            self.store.record if effect.durable or effect.records else self.store.emit
-        )
-        await write(
-            event_type(note.method),
-            effect.message,
-            level=effect.level,
-            detail=note.params,
-            session_id=note.session_id,
-            records=effect.records,
-        )
-        if effect.after is not None:
-            effect.after()
-
     async def handle_batch(
         self,
         notifications: list[Notification],
         failed: Callable[[Notification, Exception], Awaitable[None]],
     ) -> None:
-        """:meth:`handle` for the notifications of one read, in order, batching the streamed ones.
+        """Record the notifications of one read, in order, and apply what they change (after
+        the commit), batching the streamed ones.
 
         Consecutive events that only need queueing (deltas and the like) leave as ONE store
         item (:meth:`Store.emit_events`); one that changes state or must be durable flushes

@@ -42,12 +42,7 @@ class AppServerRoutes:
         await self.approvals.connection_closed(server_survives=server_survives)
 
     async def notification(self, note: Notification) -> None:
-        try:
-            await self.table.handle(note)
-            if note.method == "serverRequest/resolved":
-                self.approvals.server_resolved(note.params)
-        except Exception as exc:
-            await self._failed(note, exc)
+        await self.notifications([note])
 
     async def notifications(self, notes: list[Notification]) -> None:
         """The notifications of one stdout chunk: their events queued as one store item."""
