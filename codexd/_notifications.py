@@ -48,7 +48,7 @@ class Effect:
     message: str
     level: EventLevel = "info"
     records: list[Update] = attrs.field(factory=list)
-    #: Wait for the commit (state changes, turn ends) rather than only queue the event.
+    #: Wait for the commit (turn ends, errors: their waiters wake after it) rather than queue.
     durable: bool = False
     after: Callable[[], None] | None = None
 
@@ -96,7 +96,8 @@ class NotificationTable:
 
         Consecutive events that only need queueing (deltas and the like) leave as ONE store
         item (:meth:`Store.emit_events`); one that changes state or must be durable flushes
-        them first, then is recorded alone, so the order of events and changes is kept. A
+        them first, then goes alone (recorded, waiting for the disk, when ``durable``; else
+        queued with its changes), so the order of events and changes is kept. A
         notification that cannot be handled goes to ``failed`` and the rest go on.
         """
         specs: list[EventSpec] = []
@@ -122,8 +123,13 @@ class NotificationTable:
                 continue
             if effect.durable or effect.records:
                 await flush()
+                # Durable: wait for the commit (turn ends wake waiters after it). Session changes
+                # alone are queued in order with the event: the reader does not wait for the
+                # disk (turn/started must not hold up the turn/start answer behind it), and
+                # memory still changes only once they are committed.
+                write = self.store.record if effect.durable else self.store.emit
                 try:
-                    await self.store.record(
+                    await write(
                         event_type(note.method),
                         effect.message,
                         level=effect.level,
