@@ -76,6 +76,7 @@ class NotificationTable:
             "turn/completed": self._turn_completed,
             "error": self._error,
             "thread/status/changed": self._thread_status,
+            "thread/tokenUsage/updated": self._token_usage,
         }
 
     def _effect(self, notification: Notification) -> tuple[Note, Effect]:
@@ -277,6 +278,13 @@ class NotificationTable:
             after = lambda: setattr(turn, "error", error)  # noqa: E731
         records = self._patch_thread(note.thread_id, change)
         return Effect(message, level=level, records=records, durable=True, after=after)
+
+    def _token_usage(self, note: Note) -> Effect:
+        usage, turn = note.params.get("tokenUsage"), note.turn
+        after = None
+        if turn is not None and isinstance(usage, dict):
+            after = lambda: setattr(turn, "usage", usage)  # noqa: E731
+        return Effect(f"Token usage of turn {note.turn_id} updated.", after=after)
 
     def _thread_status(self, note: Note) -> Effect:
         return Effect(f"App-server thread {note.thread_id} status changed.")

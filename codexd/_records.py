@@ -157,6 +157,9 @@ class TurnResult:
     status: str
     final_message: str | None = None
     error: JsonObject | None = None
+    #: The thread's token usage after the turn's last model response, as the app-server sent
+    #: it (``{"last": {...}, "total": {...}, "modelContextWindow": ...}``); ``None`` if none.
+    usage: JsonObject | None = None
 
 
 @attrs.frozen

@@ -56,6 +56,7 @@ class Turn:
     status: str = "inProgress"
     final_message: str | None = None
     error: JsonObject | None = None
+    usage: JsonObject | None = None
     agent_text: dict[str, str] = attrs.field(factory=dict)
     last_agent_item: str | None = None
     last_activity: float = 0.0
@@ -91,7 +92,9 @@ class Turn:
         message = self.final_message
         if message is None and self.last_agent_item is not None:
             message = self.agent_text.get(self.last_agent_item)
-        return TurnResult(self.session_id, self.turn_id, self.status, message, self.error)
+        return TurnResult(
+            self.session_id, self.turn_id, self.status, message, self.error, self.usage
+        )
 
 
 def final_agent_message(turn: JsonObject) -> str | None:

@@ -28,6 +28,9 @@ async def test_turn_completes_with_scripted_message(tmp_path: Path) -> None:
                 result = await daemon.wait_turn(session.session_id, accepted.turn_id, timeout=30)
                 assert result.status == "completed"
                 assert result.final_message == "Hello from the fake model."
+                # The provider reported 10 in + 5 out: the turn's usage as Codex counted it.
+                assert result.usage is not None
+                assert result.usage["last"]["outputTokens"] == 5
                 stored = daemon.get_session(session.session_id)
                 assert stored.last_turn_id == accepted.turn_id
                 assert stored.last_turn_status == "completed"
