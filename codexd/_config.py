@@ -177,6 +177,19 @@ class EventsConfig:
     recent_limit: int = attrs.field(default=200, validator=_positive)
 
 
+#: How a committed batch reaches the disk (SQLite ``synchronous`` in WAL mode).
+Durability = Literal["full", "normal"]
+
+
+@attrs.frozen
+class StoreConfig:
+    """``full`` (the default): a batch is on disk when it is acknowledged, power loss included.
+    ``normal``: one fsync fewer per batch; a crash of codexd (kill -9 included) loses nothing,
+    but a power loss or OS crash may lose the last batches acknowledged before it."""
+
+    durability: Durability = "full"
+
+
 def _webhook_url(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
     try:
         parsed = urllib.parse.urlsplit(value)
@@ -238,6 +251,7 @@ class Config:
     api: ApiConfig = attrs.field(factory=ApiConfig)
     log: LogConfig = attrs.field(factory=LogConfig)
     events: EventsConfig = attrs.field(factory=EventsConfig)
+    store: StoreConfig = attrs.field(factory=StoreConfig)
     appserver: AppServerConfig = attrs.field(factory=AppServerConfig)
     notify: NotifyConfig = attrs.field(factory=NotifyConfig)
 
@@ -486,6 +500,7 @@ __all__ = [
     "RestartConfig",
     "RunsConfig",
     "StopConfig",
+    "StoreConfig",
     "TurnsConfig",
     "WebhookConfig",
     "config_to_dict",

@@ -482,6 +482,7 @@ async def open_daemon(config: Config, *, plain_child: bool = False) -> AsyncIter
         recent_limit=config.events.recent_limit,
         log_max_bytes=config.log.max_bytes,
         log_backups=config.log.backups,
+        durability=config.store.durability,
     )
     with unwrap_single():
         async with trio.open_nursery() as nursery:

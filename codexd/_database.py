@@ -96,10 +96,10 @@ class Row:
     data: str
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
 
@@ -137,7 +137,7 @@ def create_database(path: Path, identity: Mapping[str, Any]) -> None:
 class Database:
     """A writer connection and a reader connection to an existing codexd ``state.sqlite3``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         try:
             size = path.stat().st_size
@@ -166,7 +166,9 @@ class Database:
                 f"{path} is a SQLite database but not a codexd store (no identity or events"
                 " table); point state_dir elsewhere or move the file away"
             )
-        self._writer = _connect(path)
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        self._writer = _connect(path, synchronous)
         self._writer.executescript(_SCHEMA)  # tables added by later versions
         self._reader = _connect(path)
         self._read_lock = threading.Lock()

@@ -34,6 +34,7 @@ import attrs
 import trio
 
 from . import _statedir, _time
+from ._config import Durability
 from ._database import Database, ForeignDatabase, LoadProblem
 from ._errors import StoreError
 from ._records import (
@@ -134,6 +135,7 @@ class Store:
         recent_limit: int = 200,
         log_max_bytes: int = 10 * 1024 * 1024,
         log_backups: int = 3,
+        durability: Durability = "full",
     ) -> Store:
         """Claim the state directory (one daemon per dir) and open or create its database.
 
@@ -152,7 +154,8 @@ class Store:
                 log_backups=log_backups,
             )
 
-        return await trio.to_thread.run_sync(open_state, state_dir, build)
+        synchronous = "FULL" if durability == "full" else "NORMAL"
+        return await trio.to_thread.run_sync(open_state, state_dir, build, synchronous)
 
     # ---- reads (memory only, committed state) ----------------------------------------------
 

@@ -28,7 +28,11 @@ LOG_BACKLOG_BYTES = 8 * 1024 * 1024
 T = TypeVar("T")
 
 
-def open_state(state_dir: Path, build: Callable[[Database, _statedir.StateDirLock], T]) -> T:
+def open_state(
+    state_dir: Path,
+    build: Callable[[Database, _statedir.StateDirLock], T],
+    synchronous: str = "FULL",
+) -> T:
     """Claim the state directory, open (or create) its database, and ``build`` on them.
 
     Blocking (run it in a thread). Raises :class:`~codexd._errors.StateDirInUse` when another
@@ -48,7 +52,7 @@ def open_state(state_dir: Path, build: Callable[[Database, _statedir.StateDirLoc
                     "last_seq": start,
                 },
             )
-        return build(Database(path), lock)
+        return build(Database(path, synchronous=synchronous), lock)
     except ForeignDatabase as exc:
         lock.release()
         raise StoreError(f"refusing to use the state store: {exc}") from None

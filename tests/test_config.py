@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from codexd import ConfigError, load_config
+from codexd import ApiConfig, ConfigError, StoreConfig, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -109,3 +109,33 @@ def test_bad_values_name_their_key(tmp_path: Path, text: str, key: str, problem:
 def test_nan_from_the_environment_is_refused() -> None:
     with pytest.raises(ConfigError, match="CODEXD_STOP__GRACE_S"):
         load_config(environ={"CODEXD_STOP__GRACE_S": "nan"})
+
+
+def test_store_durability_is_full_unless_set_and_checked(tmp_path: Path) -> None:
+    assert load_config(environ={}).store.durability == "full"
+    path = write(tmp_path, "[store]\ndurability = 'normal'\n")
+    assert load_config(path, environ={}).store.durability == "normal"
+    env = {"CODEXD_STORE__DURABILITY": "normal"}
+    assert load_config(environ=env).store.durability == "normal"
+    bad = write(tmp_path, "[store]\ndurability = 'fast'\n")
+    with pytest.raises(ConfigError, match=r"store\.durability: must be one of 'full', 'normal'"):
+        load_config(bad, environ={})
+
+
+async def test_a_normal_durability_store_keeps_what_it_acknowledged(tmp_path: Path) -> None:
+    import attrs
+
+    from codexd import Config, StopConfig, open_daemon
+
+    config = Config(
+        mode="exec",
+        state_dir=str(tmp_path / "state"),
+        api=ApiConfig(enabled=False),
+        stop=StopConfig(grace_s=1),
+    )
+    config = attrs.evolve(config, store=StoreConfig(durability="normal"))
+    async with open_daemon(config) as daemon:
+        event = await daemon.store.record("test.marker", "kept")
+    async with open_daemon(config) as daemon:
+        found = await daemon.store.query_events(limit=10_000)
+        assert any(e.seq == event.seq and e.type == "test.marker" for e in found)
