@@ -130,6 +130,17 @@ def drive_console(
             expect(transcript.locator(".item.approval").last).to_contain_text("decline")
             seen["transcript"] = transcript.inner_text()
 
+            # Fork: a new session on a copy of the thread, selected at once.
+            original = page.locator("#session-head h2 .meta").inner_text()
+            page.click("#fork-session")
+            expect(page.locator("#session-head h2 .meta")).not_to_have_text(
+                original, timeout=WAIT_MS
+            )
+            seen["fork"] = page.locator("#session-head h2 .meta").inner_text()
+            seen["fork of"] = original
+            page.locator(f'#sessions .session[data-session="{original}"]').click()
+            expect(page.locator("#session-head h2 .meta")).to_have_text(original)
+
             # The connection drops; events recorded meanwhile appear once, in order, after the
             # page reconnects and resubscribes from its last seq.
             page.evaluate("window.codexdConsole.rpc.ws.close()")
@@ -201,9 +212,13 @@ async def test_console_login_session_turn_approval_in_chromium(tmp_path: Path) -
                     ("accepted", "api"),
                     ("declined", "api"),
                 ]
-                (session,) = daemon.list_sessions()
+                everything = daemon.list_sessions()
+                (session,) = [s for s in everything if s.forked_from is None]
                 assert session.purpose == "console demo"
                 assert session.last_turn_status == "completed"
+                (fork,) = [s for s in everything if s.forked_from == session.session_id]
+                assert fork.status == "active"
+                assert seen["fork"] == fork.session_id and seen["fork of"] == session.session_id
     assert marker.read_text() == "from-the-console\n"  # made when accepted, kept when declined
     assert "Accept for session" in seen["pending"]
     assert "Done: the file is there." in seen["transcript"]

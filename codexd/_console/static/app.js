@@ -272,6 +272,7 @@ function renderSelected() {
         .filter(Boolean)
         .join(" · "),
     ),
+    h("button", { id: "fork-session", onclick: () => forkSession(session.sessionId) }, "Fork"),
     session.status === "active"
       ? h("button", { id: "close-session", onclick: () => closeSession(session.sessionId) }, "Close")
       : h("span", { class: "badge closed" }, "closed"),
@@ -290,6 +291,15 @@ function renderSelected() {
 async function closeSession(sessionId) {
   await act("close", () => rpc.call("session/close", { sessionId }));
   refreshSoon("sessions");
+}
+
+async function forkSession(sessionId) {
+  // A new session on a fork of the thread: Codex keeps the conversation so far.
+  const session = await act("fork", () => rpc.call("session/fork", { sessionId }));
+  if (session) {
+    state.sessions.unshift(session);
+    select(session.sessionId);
+  }
 }
 
 async function createSession(form) {
