@@ -32,62 +32,14 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 if __package__:
-    from ._fake_wire import (
-        _APPROVAL,
-        _FLOOD_BATCH,
-        _METHODS,
-        _READ_ONLY,
-        _SANDBOX,
-        CLI_VERSION,
-        JSON,
-        _active,
-        _agent_item,
-        _dumps,
-        _err,
-        _exit_zero,
-        _field,
-        _new_id,
-        _now_ms,
-        _readable,
-        _record,
-        _RpcError,
-        _Thread,
-        _Turn,
-        _user_item,
-        _write_all,
-        load_script,
-    )
+    from . import _fake_wire as _wire
 else:  # run as a file with ``-I``: its own directory is not on sys.path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _fake_wire import (  # type: ignore[import-not-found,no-redef]
-        _APPROVAL,
-        _FLOOD_BATCH,
-        _METHODS,
-        _READ_ONLY,
-        _SANDBOX,
-        CLI_VERSION,
-        JSON,
-        _active,
-        _agent_item,
-        _dumps,
-        _err,
-        _exit_zero,
-        _field,
-        _new_id,
-        _now_ms,
-        _readable,
-        _record,
-        _RpcError,
-        _Thread,
-        _Turn,
-        _user_item,
-        _write_all,
-        load_script,
-    )
+    import _fake_wire as _wire  # type: ignore[import-not-found,no-redef]
 
 
 class _Server:
-    def __init__(self, opts: JSON) -> None:
+    def __init__(self, opts: _wire.JSON) -> None:
         self.o = opts
         self.out: list[bytes] = []
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
@@ -97,18 +49,18 @@ class _Server:
         self.client_version = "0"
         self.messages = 0
         self.requests_sent = 0
-        self.pending: dict[str, _Turn] = {}
-        self.threads: dict[str, _Thread] = {}
+        self.pending: dict[str, _wire._Turn] = {}
+        self.threads: dict[str, _wire._Thread] = {}
         for tid in opts["known_threads"]:
-            self.threads[tid] = _Thread(tid, os.getcwd(), loaded=False)
+            self.threads[tid] = _wire._Thread(tid, os.getcwd(), loaded=False)
         for known in opts["known_turns"]:
             tid = known["thread_id"]
-            thread = self.threads.setdefault(tid, _Thread(tid, os.getcwd(), loaded=False))
-            turn = _Turn(known["turn_id"], thread, known.get("status", "completed"))
+            thread = self.threads.setdefault(tid, _wire._Thread(tid, os.getcwd(), loaded=False))
+            turn = _wire._Turn(known["turn_id"], thread, known.get("status", "completed"))
             if turn.status != "inProgress":
                 turn.completed_ms = turn.started_ms
             if known.get("text"):
-                turn.items.append(_agent_item(_new_id(), known["text"]))
+                turn.items.append(_wire._agent_item(_wire._new_id(), known["text"]))
             thread.turns.append(turn)
 
     # -- output ---------------------------------------------------------------------------------
@@ -118,7 +70,7 @@ class _Server:
             data = b"".join(self.out)
             self.out.clear()
             try:
-                _write_all(1, data)
+                _wire._write_all(1, data)
             except OSError:  # the client closed stdout: nobody is listening any more
                 os._exit(0)
 
@@ -126,8 +78,10 @@ class _Server:
         self.flush()
         os._exit(code)
 
-    def notify(self, method: str, params: JSON) -> None:
-        self.out.append(_dumps({"method": method, "params": params, "emittedAtMs": _now_ms()}))
+    def notify(self, method: str, params: _wire.JSON) -> None:
+        self.out.append(
+            _wire._dumps({"method": method, "params": params, "emittedAtMs": _wire._now_ms()})
+        )
 
     def raw(self, line: bytes) -> None:
         self.out.append(line)
@@ -140,8 +94,8 @@ class _Server:
 
     def run(self) -> int:
         o = self.o
-        signal.signal(signal.SIGTERM, signal.SIG_IGN if o["ignore_sigterm"] else _exit_zero)
-        signal.signal(signal.SIGINT, _exit_zero)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if o["ignore_sigterm"] else _wire._exit_zero)
+        signal.signal(signal.SIGINT, _wire._exit_zero)
         if o["stderr_spew_bytes_per_s"] > 0:
             threading.Thread(target=self._spew, daemon=True).start()
         if o["startup_delay_s"] > 0:
@@ -156,7 +110,7 @@ class _Server:
             timeout = None
             if self.timers:
                 timeout = max(0.0, self.timers[0][0] - time.monotonic())
-            if _readable(timeout):
+            if _wire._readable(timeout):
                 chunk = os.read(0, 1 << 16)
                 if not chunk:  # stdin closed: exit 0 at once, like the real server
                     self.exit(0)
@@ -177,7 +131,7 @@ class _Server:
             due = int((time.monotonic() - start) * rate / size) - sent
             if due > 0:
                 lines = [b"spew %09d " % (sent + i) for i in range(min(due, 1000))]
-                _err(b"".join(head.ljust(size - 1, b"x") + b"\n" for head in lines))
+                _wire._err(b"".join(head.ljust(size - 1, b"x") + b"\n" for head in lines))
                 sent += len(lines)
             time.sleep(0.01)
 
@@ -193,7 +147,7 @@ class _Server:
         except ValueError:
             msg = None
         if not isinstance(msg, dict):
-            _record("malformedLine", line=line[:200].decode(errors="replace"))
+            _wire._record("malformedLine", line=line[:200].decode(errors="replace"))
             return
         self.messages += 1
         limit = self.o["exit_after_messages"]
@@ -204,7 +158,7 @@ class _Server:
             if "id" in msg:
                 self._answer(msg)
             else:
-                _record("malformedLine", line=line[:200].decode(errors="replace"))
+                _wire._record("malformedLine", line=line[:200].decode(errors="replace"))
             return
         if "id" not in msg:
             if method == "initialized" and self.initialized and self.o["notification_flood"]:
@@ -215,15 +169,19 @@ class _Server:
         try:
             mark = len(self.out)
             result = self._request(method, msg.get("params"))
-        except _RpcError as exc:
-            self.raw(_dumps({"error": {"code": exc.code, "message": exc.message}, "id": msg["id"]}))
+        except _wire._RpcError as exc:
+            self.raw(
+                _wire._dumps({"error": {"code": exc.code, "message": exc.message}, "id": msg["id"]})
+            )
             return
         except Exception as exc:  # odd params must not kill the fake: answer and log it
-            _record("internalError", method=method, error=repr(exc))
-            self.raw(_dumps({"error": {"code": -32603, "message": repr(exc)}, "id": msg["id"]}))
+            _wire._record("internalError", method=method, error=repr(exc))
+            self.raw(
+                _wire._dumps({"error": {"code": -32603, "message": repr(exc)}, "id": msg["id"]})
+            )
             return
         # The answer goes before the notifications its handler queued, as the real server does.
-        self.out.insert(mark, _dumps({"id": msg["id"], "result": result}))
+        self.out.insert(mark, _wire._dumps({"id": msg["id"], "result": result}))
         if method == "initialize":
             self._after_initialize()
         elif method == "thread/start":
@@ -231,37 +189,37 @@ class _Server:
         elif method == "fake/flood":
             self._flood(result["count"])
 
-    def _request(self, method: str, params: Any) -> JSON:
+    def _request(self, method: str, params: Any) -> _wire.JSON:
         if method in self.o["extra_results"]:
-            result: JSON = self.o["extra_results"][method]
+            result: _wire.JSON = self.o["extra_results"][method]
             return result
-        if method not in _METHODS:
-            raise _RpcError(f"Invalid request: unknown variant `{method}`")
+        if method not in _wire._METHODS:
+            raise _wire._RpcError(f"Invalid request: unknown variant `{method}`")
         if params is None:
-            raise _RpcError("Invalid request: missing field `params`")
+            raise _wire._RpcError("Invalid request: missing field `params`")
         if not isinstance(params, dict):
-            raise _RpcError("Invalid request: invalid type for `params`, expected a map")
+            raise _wire._RpcError("Invalid request: invalid type for `params`, expected a map")
         if method == "initialize":
             return self._initialize(params)
         if not self.initialized:
-            raise _RpcError("Not initialized")
-        handler: Callable[[JSON], JSON] = getattr(self, "_" + method.replace("/", "_"))
+            raise _wire._RpcError("Not initialized")
+        handler: Callable[[_wire.JSON], _wire.JSON] = getattr(self, "_" + method.replace("/", "_"))
         return handler(params)
 
     # -- requests -------------------------------------------------------------------------------
 
-    def _initialize(self, params: JSON) -> JSON:
-        info = _field(params, "clientInfo")
+    def _initialize(self, params: _wire.JSON) -> _wire.JSON:
+        info = _wire._field(params, "clientInfo")
         if not isinstance(info, dict):
-            raise _RpcError("Invalid request: invalid type for `clientInfo`, expected a map")
+            raise _wire._RpcError("Invalid request: invalid type for `clientInfo`, expected a map")
         if self.initialized:
-            raise _RpcError("Already initialized")
+            raise _wire._RpcError("Already initialized")
         self.initialized = True
         self.client_name = str(info.get("name", "client"))
         self.client_version = str(info.get("version", "0"))
         home = os.environ.get("CODEX_HOME") or os.path.expanduser("~/.codex")
         return {
-            "userAgent": f"{self.client_name}/{CLI_VERSION} (codexd fake app-server) "
+            "userAgent": f"{self.client_name}/{_wire.CLI_VERSION} (codexd fake app-server) "
             f"({self.client_name}; {self.client_version})",
             "codexHome": home,
             "platformFamily": "unix" if os.name == "posix" else "windows",
@@ -275,17 +233,19 @@ class _Server:
         size = o["oversize_line_bytes"]
         if size > 0:
             head = b'{"method":"fake/oversize","params":{"data":"'
-            tail = b'"},"emittedAtMs":%d}' % _now_ms()
+            tail = b'"},"emittedAtMs":%d}' % _wire._now_ms()
             pad = size - len(head) - len(tail)
             self.raw((head + b"x" * pad + tail if pad >= 0 else b"x" * size) + b"\n")
         if o["truncated_line_then_exit"]:
-            line = _dumps({"method": "warning", "params": {"message": "cut"}, "emittedAtMs": 0})
+            line = _wire._dumps(
+                {"method": "warning", "params": {"message": "cut"}, "emittedAtMs": 0}
+            )
             self.raw(line[: len(line) // 2])
             self.exit(o["exit_code"])
 
-    def _thread_json(self, thread: _Thread, turns: bool = False) -> JSON:
+    def _thread_json(self, thread: _wire._Thread, turns: bool = False) -> _wire.JSON:
         if not thread.loaded:
-            status: JSON = {"type": "notLoaded"}
+            status: _wire.JSON = {"type": "notLoaded"}
         elif thread.active is None:
             status = {"type": "idle"}
         else:
@@ -309,7 +269,7 @@ class _Server:
             "status": status,
             "path": None,
             "cwd": thread.cwd,
-            "cliVersion": CLI_VERSION,
+            "cliVersion": _wire.CLI_VERSION,
             "originator": self.client_name,
             "source": "vscode",
             "threadSource": None,
@@ -320,8 +280,10 @@ class _Server:
             "turns": [turn.to_json() for turn in thread.turns] if turns else [],
         }
 
-    def _thread_response(self, thread: _Thread, params: JSON, turns: bool = False) -> JSON:
-        sandbox = _SANDBOX.get(str(params.get("sandbox")), _READ_ONLY)
+    def _thread_response(
+        self, thread: _wire._Thread, params: _wire.JSON, turns: bool = False
+    ) -> _wire.JSON:
+        sandbox = _wire._SANDBOX.get(str(params.get("sandbox")), _wire._READ_ONLY)
         return {
             "thread": self._thread_json(thread, turns),
             "model": self.o["model"],
@@ -335,63 +297,63 @@ class _Server:
             "reasoningEffort": None,
         }
 
-    def _thread_start(self, params: JSON) -> JSON:
-        thread = _Thread(_new_id(), str(params.get("cwd") or os.getcwd()), loaded=True)
+    def _thread_start(self, params: _wire.JSON) -> _wire.JSON:
+        thread = _wire._Thread(_wire._new_id(), str(params.get("cwd") or os.getcwd()), loaded=True)
         self.threads[thread.id] = thread
         return self._thread_response(thread, params)
 
-    def _thread_resume(self, params: JSON) -> JSON:
-        thread_id = _field(params, "threadId")
+    def _thread_resume(self, params: _wire.JSON) -> _wire.JSON:
+        thread_id = _wire._field(params, "threadId")
         thread = self.threads.get(thread_id)
         if thread is None:
-            raise _RpcError(f"no rollout found for thread id {thread_id}")
+            raise _wire._RpcError(f"no rollout found for thread id {thread_id}")
         thread.loaded = True
         if params.get("cwd"):
             thread.cwd = str(params["cwd"])
         return self._thread_response(thread, params, turns=not params.get("excludeTurns"))
 
-    def _known(self, params: JSON) -> _Thread:
-        thread_id = _field(params, "threadId")
+    def _known(self, params: _wire.JSON) -> _wire._Thread:
+        thread_id = _wire._field(params, "threadId")
         thread = self.threads.get(thread_id)
         if thread is None:
-            raise _RpcError(f"thread not loaded: {thread_id}")
+            raise _wire._RpcError(f"thread not loaded: {thread_id}")
         return thread
 
-    def _thread_read(self, params: JSON) -> JSON:
+    def _thread_read(self, params: _wire.JSON) -> _wire.JSON:
         thread = self._known(params)
         include = bool(params.get("includeTurns"))
         if include and not thread.turns:  # what 0.163.0 says for a thread with no rollout yet
-            raise _RpcError("list_turns is not supported yet", -32601)
+            raise _wire._RpcError("list_turns is not supported yet", -32601)
         return {"thread": self._thread_json(thread, include), "readState": None}
 
-    def _thread_turns_list(self, params: JSON) -> JSON:
+    def _thread_turns_list(self, params: _wire.JSON) -> _wire.JSON:
         turns = [turn.to_json() for turn in self._known(params).turns]
         if params.get("sortDirection") != "asc":
             turns.reverse()
         return {"data": turns, "nextCursor": None, "backwardsCursor": None}
 
-    def _loaded(self, params: JSON) -> _Thread:
-        thread_id = _field(params, "threadId")
+    def _loaded(self, params: _wire.JSON) -> _wire._Thread:
+        thread_id = _wire._field(params, "threadId")
         thread = self.threads.get(thread_id)
         if thread is None or not thread.loaded:
-            raise _RpcError(f"thread not found: {thread_id}")
+            raise _wire._RpcError(f"thread not found: {thread_id}")
         return thread
 
-    def _add_input(self, turn: _Turn, content: Any) -> None:
-        item = _user_item(content)
+    def _add_input(self, turn: _wire._Turn, content: Any) -> None:
+        item = _wire._user_item(content)
         turn.items.append(item)
         where = {"threadId": turn.thread.id, "turnId": turn.id}
-        self.notify("item/started", {"item": item, **where, "startedAtMs": _now_ms()})
-        self.notify("item/completed", {"item": item, **where, "completedAtMs": _now_ms()})
+        self.notify("item/started", {"item": item, **where, "startedAtMs": _wire._now_ms()})
+        self.notify("item/completed", {"item": item, **where, "completedAtMs": _wire._now_ms()})
 
-    def _turn_start(self, params: JSON) -> JSON:
+    def _turn_start(self, params: _wire.JSON) -> _wire.JSON:
         thread = self._loaded(params)
-        content = _field(params, "input")
+        content = _wire._field(params, "input")
         active = thread.active
         if active is not None:  # like the real server: the input joins the running turn
             self._add_input(active, content)
             return {"turn": active.to_json("notLoaded")}
-        turn = _Turn(_new_id(), thread)
+        turn = _wire._Turn(_wire._new_id(), thread)
         thread.turns.append(turn)
         thread.active = turn
         if not thread.preview and isinstance(content, list) and content:
@@ -399,46 +361,50 @@ class _Server:
             thread.preview = str(first.get("text", "")) if isinstance(first, dict) else ""
         response = turn.to_json("notLoaded")
         response["startedAt"] = None
-        self.notify("thread/status/changed", {"threadId": thread.id, "status": _active()})
+        self.notify("thread/status/changed", {"threadId": thread.id, "status": _wire._active()})
         self.notify("turn/started", {"threadId": thread.id, "turn": turn.to_json("notLoaded")})
         self._add_input(turn, content)
         turn.flow = self._flow(turn)
         self.at(0.0, lambda: self._advance(turn))
         return {"turn": response}
 
-    def _check_active(self, thread: _Thread, expected: str, what: str, quote: str) -> _Turn:
+    def _check_active(
+        self, thread: _wire._Thread, expected: str, what: str, quote: str
+    ) -> _wire._Turn:
         active = thread.active
         if active is None:
-            raise _RpcError(f"no active turn to {what}")
+            raise _wire._RpcError(f"no active turn to {what}")
         if active.id != expected:
             q = quote
-            raise _RpcError(f"expected active turn id {q}{expected}{q} but found {q}{active.id}{q}")
+            raise _wire._RpcError(
+                f"expected active turn id {q}{expected}{q} but found {q}{active.id}{q}"
+            )
         return active
 
-    def _turn_steer(self, params: JSON) -> JSON:
+    def _turn_steer(self, params: _wire.JSON) -> _wire.JSON:
         thread = self._loaded(params)
-        expected = _field(params, "expectedTurnId")
-        content = _field(params, "input")
+        expected = _wire._field(params, "expectedTurnId")
+        content = _wire._field(params, "input")
         if not content:
-            raise _RpcError("input must not be empty")
+            raise _wire._RpcError("input must not be empty")
         turn = self._check_active(thread, expected, "steer", "`")
-        _record("steer", threadId=thread.id, turnId=turn.id, input=content)
+        _wire._record("steer", threadId=thread.id, turnId=turn.id, input=content)
         self._add_input(turn, content)
         return {"turnId": turn.id}
 
-    def _turn_interrupt(self, params: JSON) -> JSON:
+    def _turn_interrupt(self, params: _wire.JSON) -> _wire.JSON:
         thread = self._loaded(params)
-        turn = self._check_active(thread, _field(params, "turnId"), "interrupt", "")
+        turn = self._check_active(thread, _wire._field(params, "turnId"), "interrupt", "")
         self.at(0.0, lambda: self._finish(turn, "interrupted"))
         return {}
 
-    def _fake_flood(self, params: JSON) -> JSON:
+    def _fake_flood(self, params: _wire.JSON) -> _wire.JSON:
         count = params.get("count")
         return {"count": count if isinstance(count, int) else self.o["notification_flood"]}
 
     # -- turns ----------------------------------------------------------------------------------
 
-    def _advance(self, turn: _Turn) -> None:
+    def _advance(self, turn: _wire._Turn) -> None:
         while not turn.ended and turn.flow is not None:
             try:
                 wait = next(turn.flow)
@@ -452,7 +418,7 @@ class _Server:
                 self.at(wait, lambda: self._advance(turn))
                 return
 
-    def _flow(self, turn: _Turn) -> Generator[float | None, None, str]:
+    def _flow(self, turn: _wire._Turn) -> Generator[float | None, None, str]:
         """One turn's script; yields a delay in seconds, or None to wait for the answers."""
         o = self.o
         if o["server_request_flood"]:
@@ -465,9 +431,10 @@ class _Server:
         if turn.cancelled:
             return "interrupted"
         where = {"threadId": turn.thread.id, "turnId": turn.id}
-        item_id = "msg_" + _new_id()
+        item_id = "msg_" + _wire._new_id()
         self.notify(
-            "item/started", {"item": _agent_item(item_id, ""), **where, "startedAtMs": _now_ms()}
+            "item/started",
+            {"item": _wire._agent_item(item_id, ""), **where, "startedAtMs": _wire._now_ms()},
         )
         text: str = o["reply_text"]
         count = max(1, o["delta_count"])
@@ -479,12 +446,12 @@ class _Server:
                 self.exit(o["exit_code"])
             if interval > 0:
                 yield interval
-        item = _agent_item(item_id, text)
+        item = _wire._agent_item(item_id, text)
         turn.items.append(item)
-        self.notify("item/completed", {"item": item, **where, "completedAtMs": _now_ms()})
+        self.notify("item/completed", {"item": item, **where, "completedAtMs": _wire._now_ms()})
         return "completed"
 
-    def _ask(self, turn: _Turn) -> None:
+    def _ask(self, turn: _wire._Turn) -> None:
         self.requests_sent += 1
         request_id = f"req-{self.requests_sent}"
         turn.pending.add(request_id)
@@ -493,21 +460,21 @@ class _Server:
             "threadId": turn.thread.id,
             "turnId": turn.id,
             "itemId": f"call-{self.requests_sent}",
-            "startedAtMs": _now_ms(),
+            "startedAtMs": _wire._now_ms(),
             "command": f"echo {self.requests_sent}",
             "cwd": turn.thread.cwd,
             "availableDecisions": ["accept", "decline", "cancel"],
         }
-        self.raw(_dumps({"id": request_id, "method": _APPROVAL, "params": params}))
+        self.raw(_wire._dumps({"id": request_id, "method": _wire._APPROVAL, "params": params}))
         if len(turn.pending) == 1:
-            status = _active(["waitingOnApproval"])
+            status = _wire._active(["waitingOnApproval"])
             self.notify("thread/status/changed", {"threadId": turn.thread.id, "status": status})
 
-    def _answer(self, msg: JSON) -> None:
+    def _answer(self, msg: _wire.JSON) -> None:
         request_id = msg["id"]
         turn = self.pending.pop(request_id, None) if isinstance(request_id, str) else None
         fields = {k: msg[k] for k in ("result", "error") if k in msg}
-        _record("serverRequestAnswer", id=request_id, known=turn is not None, **fields)
+        _wire._record("serverRequestAnswer", id=request_id, known=turn is not None, **fields)
         if turn is None:
             return
         turn.pending.discard(request_id)
@@ -516,10 +483,12 @@ class _Server:
             turn.cancelled = True
         self.notify("serverRequest/resolved", {"threadId": turn.thread.id, "requestId": request_id})
         if not turn.pending and not turn.ended:
-            self.notify("thread/status/changed", {"threadId": turn.thread.id, "status": _active()})
+            self.notify(
+                "thread/status/changed", {"threadId": turn.thread.id, "status": _wire._active()}
+            )
             self._advance(turn)
 
-    def _finish(self, turn: _Turn, status: str) -> None:
+    def _finish(self, turn: _wire._Turn, status: str) -> None:
         if turn.ended:
             return
         turn.ended = True
@@ -532,7 +501,7 @@ class _Server:
             )
         turn.pending.clear()
         turn.status = status
-        turn.completed_ms = _now_ms()
+        turn.completed_ms = _wire._now_ms()
         turn.thread.active = None
         if self.o["swallow_turn_completed"]:
             return
@@ -550,9 +519,11 @@ class _Server:
             b'{"method":"item/agentMessage/delta","params":{"threadId":"fake-flood",'
             b'"turnId":"fake-flood","itemId":"fake-flood","delta":"%d"},"emittedAtMs":%d}\n'
         )
-        for start in range(0, count, _FLOOD_BATCH):
-            ms = _now_ms()
-            lines = [template % (i, ms) for i in range(start, min(start + _FLOOD_BATCH, count))]
+        for start in range(0, count, _wire._FLOOD_BATCH):
+            ms = _wire._now_ms()
+            lines = [
+                template % (i, ms) for i in range(start, min(start + _wire._FLOOD_BATCH, count))
+            ]
             self.raw(b"".join(lines))
             self.flush()
         self.notify("fake/floodDone", {"count": count})
@@ -567,12 +538,12 @@ def main(argv: list[str] | None = None) -> int:
         with open(args[1], encoding="utf-8") as f:
             text = f.read()
     elif args:
-        _err(b"usage: fake_appserver [--script JSON | --script-file PATH]\n")
+        _wire._err(b"usage: fake_appserver [--script JSON | --script-file PATH]\n")
         return 2
     try:
-        opts = load_script(text)
+        opts = _wire.load_script(text)
     except ValueError as exc:
-        _err(f"fake_appserver: {exc}\n".encode())
+        _wire._err(f"fake_appserver: {exc}\n".encode())
         return 2
     return _Server(opts).run()
 
