@@ -14,21 +14,7 @@ import trio
 from codexd.client import open_client
 from codexd.testing import Reply, open_fake_provider, write_codex_home
 
-
-def _toml_config(tmp_path: Path, env: dict[str, str]) -> Path:
-    state = tmp_path / "state"
-    lines = [
-        f'state_dir = "{state}"',
-        "[child]",
-        "env = {" + ", ".join(f'{k} = "{v}"' for k, v in env.items()) + "}",
-        "[api]",
-        'listen = "ws://127.0.0.1:0"',
-        "[stop]",
-        "grace_s = 2",
-    ]
-    path = tmp_path / "codexd.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from .served import write_config
 
 
 async def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -43,7 +29,7 @@ async def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 async def test_serve_cli_turn_and_subscriber_see_everything(tmp_path: Path) -> None:
     async with open_fake_provider(Reply.text("The end-to-end answer.")) as provider:
         home = write_codex_home(tmp_path / "codex", base_url=provider.base_url)
-        config = _toml_config(tmp_path, home.env({}))
+        config = write_config(tmp_path, home.env({}), [])
         with trio.fail_after(120):
             serve = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "codexd", "--config", str(config), "serve"],
