@@ -10,6 +10,7 @@ import trio
 
 from codexd import EventFilter, Session, SubscriberOverflow, _database
 from codexd._store import Store
+from codexd._store_events import EventSpec
 
 
 def session(n: int) -> Session:
@@ -38,6 +39,34 @@ async def test_seq_is_monotonic_and_survives_reopen(state_dir: Path) -> None:
         assert third.seq == 3
     lines = (state_dir / "events.jsonl").read_text().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("sizes", [[1], [4, 3], [341], [256, 64, 16, 4, 1, 2, 300]])
+async def test_every_event_of_a_batch_lands_in_order_whatever_its_size(
+    state_dir: Path, sizes: list[int]
+) -> None:
+    """Events go in as multi-row statements of a few fixed sizes: every size of a chunk lands
+    whole, numbered, with its columns, whatever the split."""
+    with trio.fail_after(10):
+        store = await Store.open(state_dir)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            for n, size in enumerate(sizes):
+                specs: list[EventSpec] = [
+                    ("info", f"t.{n}", f"m{i}", {"i": i}, f"s{n}", None) for i in range(size)
+                ]
+                await store.emit_events(specs)
+            await store.record("t.end", "end")
+            await store.close_input()
+    total = sum(sizes)
+    with sqlite3.connect(state_dir / "state.sqlite3") as db:
+        rows = db.execute("SELECT seq, type, session_id, run_id, data FROM events").fetchall()
+    assert [row[0] for row in rows] == list(range(1, total + 2))
+    expected = [(f"t.{n}", f"s{n}", i) for n, size in enumerate(sizes) for i in range(size)]
+    got = [(row[1], row[2], json.loads(row[4])["detail"]["i"]) for row in rows[:-1]]
+    assert got == expected
+    assert all(json.loads(row[4])["seq"] == row[0] for row in rows)
+    assert rows[-1][1] == "t.end"
 
 
 async def test_cancelled_mid_batch_leaves_no_partial_rows(
