@@ -141,11 +141,16 @@ class Event:
 
 @attrs.frozen
 class TurnAccepted:
-    """What ``start_turn`` returns: the turn id (new, or the steered one) and the session."""
+    """What ``start_turn`` returns: the turn id (new, or the steered one) and the session.
+
+    ``since`` is the seq of the last event stored when the daemon took the request: every event
+    of this turn has a larger one, so ``events/subscribe`` with ``since`` streams all of it.
+    """
 
     turn_id: str
     session: Session
     steered: bool = False
+    since: int = 0
 
 
 @attrs.frozen
@@ -164,11 +169,15 @@ class TurnResult:
 
 @attrs.frozen
 class ReviewAccepted:
-    """What ``review/start`` returns: the review turn (wait for it with ``turn/wait``)."""
+    """What ``review/start`` returns: the review turn (wait for it with ``turn/wait``).
+
+    ``since`` as for :class:`TurnAccepted`: streaming after it gives every event of the review.
+    """
 
     turn_id: str
     review_thread_id: str | None
     session: Session
+    since: int = 0
 
 
 @attrs.frozen

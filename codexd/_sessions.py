@@ -276,6 +276,7 @@ class SessionManager:
     async def start_turn(self, params: TurnStartParams) -> TurnAccepted:
         """Start a turn, or steer the running one when ``expectedTurnId`` is given."""
         self.require_mode()
+        since = self.store.last_seq  # every event of this turn will be numbered after it
         session_id = params.session_id
         expected_turn_id = params.expected_turn_id
         session = self.active(session_id)
@@ -303,7 +304,7 @@ class SessionManager:
             f"{'Steered' if expected_turn_id else 'Accepted'} turn {turn_id}",
             steered=bool(expected_turn_id),
         )
-        return TurnAccepted(turn_id, self._session(session_id), bool(expected_turn_id))
+        return TurnAccepted(turn_id, self._session(session_id), bool(expected_turn_id), since)
 
     def _check_experimental(self, params: TurnStartParams) -> None:
         if self.config.appserver.experimental_api:

@@ -166,6 +166,7 @@ class ThreadOps:
         carries another id whose ``rootTurnId`` is X; the notification table folds that in.
         """
         self.sessions.require_mode()
+        since = self.store.last_seq  # every event of the review will be numbered after it
         session = self.sessions.active(params.session_id)
         assert session.thread_id is not None
         client = await self.provider.client()
@@ -180,4 +181,4 @@ class ThreadOps:
         await self.sessions.accept(
             session, review_thread, turn_id, "review.started", f"Started review turn {turn_id}"
         )
-        return ReviewAccepted(turn_id, review_thread, self.sessions.get(session.session_id))
+        return ReviewAccepted(turn_id, review_thread, self.sessions.get(session.session_id), since)

@@ -270,9 +270,9 @@ class Client:
     ) -> TurnHandle:
         """Start a turn (or steer the running one with ``expected_turn_id``): its handle.
 
-        The handle's :meth:`~TurnHandle.stream` starts from the turn's first event.
+        The handle's :meth:`~TurnHandle.stream` starts from the turn's first event (the answer's
+        ``since``: no extra round trip).
         """
-        since = await self.last_seq()
         accepted = await self._invoke(
             "turn/start",
             TurnAccepted,
@@ -291,7 +291,7 @@ class Client:
             collaboration_mode=collaboration_mode,
         )
         return TurnHandle(
-            self, session_id, accepted.turn_id, accepted.steered, accepted.session, since
+            self, session_id, accepted.turn_id, accepted.steered, accepted.session, accepted.since
         )
 
     async def start_review(
@@ -307,7 +307,6 @@ class Client:
         "baseBranch", "branch": ...}``, ``{"type": "commit", "sha": ...}`` or ``{"type":
         "custom", "instructions": ...}``. The handle waits and streams like any turn's.
         """
-        since = await self.last_seq()
         accepted = await self._invoke(
             "review/start",
             ReviewAccepted,
@@ -321,7 +320,7 @@ class Client:
             accepted.turn_id,
             False,
             accepted.session,
-            since,
+            accepted.since,
             review_thread_id=accepted.review_thread_id,
         )
 

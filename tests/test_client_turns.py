@@ -32,10 +32,18 @@ async def test_turn_stream_and_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             async with codexd.connect(str(s.state_dir)) as client:
                 assert isinstance(client, Client)
                 session = await client.create_session(purpose="typed", cwd=s.work)
+                before = len(received.results)
                 handle = await client.start_turn(session.session_id, "Answer me.")
+                # One round trip: the answer says where the turn's events start.
+                assert [m for m, _ in received.results[before:]] == ["turn/start"]
                 events = [e async for e in handle.stream(merge_deltas=False)]
                 result = await handle.wait()
+                stored = await client.list_events(after=0, limit=1000)
     assert result.status == "completed"
+    since = received.results[before][1]["since"]
+    of_turn = [e.seq for e in stored.events if (e.detail or {}).get("turnId") == handle.turn_id]
+    assert of_turn and since < min(of_turn)
+    assert since >= max(e.seq for e in stored.events if e.type == "session.created")
     assert result.final_message == ANSWER
     kinds = [type(e).__name__ for e in events]
     print(kinds)
