@@ -1,9 +1,10 @@
 """Turn-latency baseline: the same short real turns through the official ``openai-codex`` SDK.
 
-Usage: python bench/_sdk_turns.py CWD WARMUP TURNS (with CODEX_HOME etc. of the fake provider in
-the environment). Same binary, same fake provider, same prompt as ``bench/_turns.py``; prints
-one JSON line of per-turn milliseconds: ``turn/start`` answered, first agent-message delta,
-``turn/completed``.
+Usage: python bench/_sdk_turns.py CWD (with CODEX_HOME etc. of the fake provider in the
+environment). Same binary, same fake provider, same prompt as ``bench/_turns.py``, and the same
+lockstep protocol: one turn per line read on stdin, one JSON line of milliseconds printed per
+turn (``turn/start`` answered, first agent-message delta, ``turn/completed``, and the CPU time
+of this process: its threads included, the codex child not, as for codexd).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from openai_codex.client import CodexConfig
 from codexd._binary import bundled_codex
 
 
-def main(cwd: str, warmup: int, turns: int) -> None:
+def main(cwd: str) -> None:
     config = CodexConfig(codex_bin=bundled_codex(), cwd=cwd, env=dict(os.environ))
-    out: list[dict[str, float]] = []
     with Codex(config) as codex:
         thread = codex.thread_start(cwd=cwd)
-        for n in range(warmup + turns):
+        print("ready", flush=True)
+        for _go in sys.stdin:
+            cpu = time.process_time()
             started = time.perf_counter()
             handle = thread.turn("Say hello.")
             answered = time.perf_counter()
@@ -33,16 +35,14 @@ def main(cwd: str, warmup: int, turns: int) -> None:
                 if note.method == "item/agentMessage/delta" and first is None:
                     first = time.perf_counter()
             done = time.perf_counter()
-            if n >= warmup:
-                out.append(
-                    {
-                        "start_ms": (answered - started) * 1000,
-                        "first_delta_ms": ((first or done) - started) * 1000,
-                        "turn_ms": (done - started) * 1000,
-                    }
-                )
-    print(json.dumps(out), flush=True)
+            row = {
+                "start_ms": (answered - started) * 1000,
+                "first_delta_ms": ((first or done) - started) * 1000,
+                "turn_ms": (done - started) * 1000,
+                "cpu_ms": (time.process_time() - cpu) * 1000,
+            }
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1])

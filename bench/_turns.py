@@ -1,15 +1,16 @@
 """Turn-latency bench helper: short real turns through a running ``codexd serve`` (its API).
 
-Usage: python bench/_turns.py STATE_DIR CWD WARMUP TURNS. Runs WARMUP + TURNS turns one after
-the other in one session and prints one JSON line: for each measured turn, the milliseconds
-from sending ``turn/start`` to its answer, to the first agent-message delta event received, and
-to the ``app-server.turn.completed`` event received (what an orchestrator in another process
-sees).
+Usage: python bench/_turns.py STATE_DIR CWD. Runs in lockstep with the bench: for each line
+read on stdin it runs one turn in its session and prints one JSON line, the milliseconds from
+sending ``turn/start`` to its answer, to the first agent-message delta event received, and to
+the ``app-server.turn.completed`` event received (what an orchestrator in another process
+sees), and the CPU time this client process spent on the turn. It ends at end of input.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,19 @@ DELTA = "app-server.item.agentMessage.delta"
 DONE = "app-server.turn.completed"
 
 
-async def main(state_dir: Path, cwd: str, warmup: int, turns: int) -> None:
+async def _lines(stream: trio.abc.ReceiveStream) -> Any:
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                return
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        yield line
+
+
+async def main(state_dir: Path, cwd: str) -> None:
     async with open_client(state_dir) as client:
         session = await client.call("session/create", {"purpose": "bench", "cwd": cwd})
         session_id = session["sessionId"]
@@ -33,11 +46,12 @@ async def main(state_dir: Path, cwd: str, warmup: int, turns: int) -> None:
             async for event in client.subscribe(since=0, session_id=session_id):
                 send.send_nowait((time.perf_counter(), event))
 
-        out: list[dict[str, float]] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(consume)
             await receive.receive()  # the replayed session.created: the stream is live
-            for n in range(warmup + turns):
+            print("ready", flush=True)
+            async for _go in _lines(trio.lowlevel.FdStream(os.dup(0))):
+                cpu = time.process_time()
                 started = time.perf_counter()
                 await client.call("turn/start", {"sessionId": session_id, "input": "Say hello."})
                 answered = time.perf_counter()
@@ -48,17 +62,15 @@ async def main(state_dir: Path, cwd: str, warmup: int, turns: int) -> None:
                         first = at
                     if event.get("type") == DONE:
                         break
-                if n >= warmup:
-                    out.append(
-                        {
-                            "start_ms": (answered - started) * 1000,
-                            "first_delta_ms": ((first or at) - started) * 1000,
-                            "turn_ms": (at - started) * 1000,
-                        }
-                    )
+                row = {
+                    "start_ms": (answered - started) * 1000,
+                    "first_delta_ms": ((first or at) - started) * 1000,
+                    "turn_ms": (at - started) * 1000,
+                    "cpu_ms": (time.process_time() - cpu) * 1000,
+                }
+                print(json.dumps(row), flush=True)
             nursery.cancel_scope.cancel()
-    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
-    trio.run(main, Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    trio.run(main, Path(sys.argv[1]), sys.argv[2])
