@@ -144,7 +144,8 @@ class TurnAccepted:
     """What ``start_turn`` returns: the turn id (new, or the steered one) and the session.
 
     ``since`` is the seq of the last event stored when the daemon took the request: every event
-    of this turn has a larger one, so ``events/subscribe`` with ``since`` streams all of it.
+    of this turn has a larger one (of a steered turn: every event from the steer on), so
+    ``events/subscribe`` with ``since`` streams all of it.
     """
 
     turn_id: str
