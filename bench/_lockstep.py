@@ -61,7 +61,12 @@ def _cpu_s(pid: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def _process(argv: list[str], env: dict[str, str]) -> AsyncIterator[trio.Process]:
+async def _process(
+    argv: list[str], env: dict[str, str], *, stop: str = "eof"
+) -> AsyncIterator[trio.Process]:
+    """A process whose stdin and stdout are ours; at the end it is stopped by closing its input
+    (``stop="eof"``: the turn helpers) or by SIGTERM (``"sigterm"``: ``codexd serve``), and
+    killed if it has not exited 5 s later."""
     process = await trio.lowlevel.open_process(
         argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
@@ -70,6 +75,8 @@ async def _process(argv: list[str], env: dict[str, str]) -> AsyncIterator[trio.P
     finally:
         if process.stdin is not None:
             await process.stdin.aclose()
+        if stop == "sigterm":
+            process.terminate()
         with trio.move_on_after(5):
             await process.wait()
         process.kill()
@@ -89,7 +96,7 @@ async def _serve(
         CODEXD_STORE__DURABILITY=durability,
     )
     process = await stack.enter_async_context(
-        _process([sys.executable, "-m", "codexd", "serve"], serve_env)
+        _process([sys.executable, "-m", "codexd", "serve"], serve_env, stop="sigterm")
     )
     assert process.stdin is not None
     await process.stdin.aclose()  # serve reads no input
