@@ -17,7 +17,7 @@ from .._params import ApprovalStatusFilter, Decision
 from ._app import CodexdGroup, command_line
 from ._calls import call
 from ._output import Output
-from ._status import styled
+from ._status import id_status, styled
 
 DECISIONS: tuple[str, ...] = get_args(Decision)
 
@@ -124,8 +124,5 @@ def approvals_list(ctx: click.Context, status: str | None, session_id: str | Non
 @click.pass_context
 def approvals_respond(ctx: click.Context, approval_id: str, decision: str) -> None:
     """Answer a pending approval."""
-    out = Output.of(ctx)
     a = call(ctx, "approval/respond", {"approvalId": approval_id, "decision": decision})
-    line = Text(f"{a['approvalId']} ")
-    line.append(styled(a["status"]))
-    out.emit(a, [line])
+    Output.of(ctx).emit(a, [id_status(a["approvalId"], a["status"])])

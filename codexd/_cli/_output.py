@@ -101,6 +101,13 @@ class Output:
             sys.stdout.write(text.rstrip() + "\n")
         sys.stdout.flush()
 
+    def record(self, data: Mapping[str, Any], first: Sequence[str]) -> None:
+        """One record: JSON under ``--json``; else its fields, the ``first`` ones first."""
+        if self.as_json:
+            self.json(data)
+            return
+        self.fields(data, [*first, *(k for k in data if k not in first)])
+
     def fields(self, data: Mapping[str, Any], keys: Sequence[str] | None = None) -> None:
         """``key  value`` lines of a record (nested objects indented)."""
         for key, text in field_lines(data, keys):

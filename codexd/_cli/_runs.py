@@ -20,7 +20,7 @@ from ._live import RunView
 from ._output import Output, human
 from ._screen import Screen, elapsed_text
 from ._sessions import EXISTING_DIR, SANDBOXES
-from ._status import styled
+from ._status import id_status
 
 if TYPE_CHECKING:
     from ..client import ApiClient
@@ -169,12 +169,7 @@ def run_list(ctx: click.Context, status: str | None, session_id: str | None) -> 
 @click.pass_context
 def run_show(ctx: click.Context, run_id: str) -> None:
     """Show one run."""
-    out = Output.of(ctx)
-    r = call(ctx, "run/get", {"runId": run_id})
-    if out.as_json:
-        out.json(r)
-        return
-    out.fields(r, [*RUN_FIELDS, *(k for k in r if k not in RUN_FIELDS)])
+    Output.of(ctx).record(call(ctx, "run/get", {"runId": run_id}), RUN_FIELDS)
 
 
 @run_group.command("cancel")
@@ -182,8 +177,5 @@ def run_show(ctx: click.Context, run_id: str) -> None:
 @click.pass_context
 def run_cancel(ctx: click.Context, run_id: str) -> None:
     """Cancel a queued or running run."""
-    out = Output.of(ctx)
     r = call(ctx, "run/cancel", {"runId": run_id})
-    line = Text(f"{r['runId']} ")
-    line.append(styled(r["status"]))
-    out.emit(r, [line])
+    Output.of(ctx).emit(r, [id_status(r["runId"], r["status"])])

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any, get_args
 
 import click
-from rich.text import Text
 
 from .._params import Sandbox, SessionStatus
 from ._app import CodexdGroup
 from ._calls import call
 from ._output import Output
-from ._status import styled
+from ._status import id_status
 
 #: The app-server's approval policy names (``SessionSettings.approval_policy``).
 APPROVAL_POLICIES = ("untrusted", "on-failure", "on-request", "never")
@@ -105,12 +104,7 @@ def session_rows(result: dict[str, Any]) -> list[list[Any]]:
 @click.pass_context
 def session_show(ctx: click.Context, session_id: str) -> None:
     """Show one session."""
-    out = Output.of(ctx)
-    s = call(ctx, "session/get", {"sessionId": session_id})
-    if out.as_json:
-        out.json(s)
-        return
-    out.fields(s, [*SESSION_FIELDS, *(k for k in s if k not in SESSION_FIELDS)])
+    Output.of(ctx).record(call(ctx, "session/get", {"sessionId": session_id}), SESSION_FIELDS)
 
 
 @session_group.command("close")
@@ -118,11 +112,7 @@ def session_show(ctx: click.Context, session_id: str) -> None:
 @click.pass_context
 def session_close(ctx: click.Context, session_id: str) -> None:
     """Close a session (its thread stays in CODEX_HOME)."""
-    out = Output.of(ctx)
-    s = call(ctx, "session/close", {"sessionId": session_id})
-    line = Text(f"{s['sessionId']} ")
-    line.append(styled(s["status"]))
-    out.emit(s, [line])
+    _show_session(ctx, call(ctx, "session/close", {"sessionId": session_id}))
 
 
 @session_group.command("fork")
@@ -163,8 +153,5 @@ def session_rename(ctx: click.Context, session_id: str, name: str) -> None:
 
 
 def _show_session(ctx: click.Context, result: Any) -> None:
-    out = Output.of(ctx)
     s = result.get("session", result) if isinstance(result, dict) else result
-    line = Text(f"{s.get('sessionId', '')} ")
-    line.append(styled(s.get("status")))
-    out.emit(result, [line])
+    Output.of(ctx).emit(result, [id_status(s.get("sessionId", ""), s.get("status"))])

@@ -39,6 +39,13 @@ def styled(word: Any) -> Text:
     return Text(text, style=STATUS_STYLES.get(text, ""))
 
 
+def id_status(ident: Any, status: Any) -> Text:
+    """``ID status``: what a command that changed one record prints for people."""
+    line = Text(f"{ident} ")
+    line.append(styled(status))
+    return line
+
+
 def _row(label: str, *parts: str | Text) -> Text:
     line = Text()
     line.append(label.ljust(9), style="bold")
