@@ -26,6 +26,36 @@ from codexd._gc import tune_gc
 HERE = Path(__file__).parent
 
 
+class _Subscribers:
+    """``_subscribers.py`` in its own process: started, ready (all subscribed), then its report."""
+
+    def __init__(self, process: trio.Process) -> None:
+        assert process.stdout is not None
+        self._process = process
+        self._stdout = process.stdout
+        self._buffer = b""
+
+    @classmethod
+    async def start(cls, mode: str, state_dir: Path, subscribers: int, total: int) -> _Subscribers:
+        """Start the helper and wait until every subscriber is subscribed."""
+        argv = [sys.executable, str(HERE / "_subscribers.py"), mode, str(state_dir)]
+        process = await trio.lowlevel.open_process(
+            [*argv, str(subscribers), str(total)], stdout=subprocess.PIPE
+        )
+        helper = cls(process)
+        while b"ready\n" not in helper._buffer:
+            helper._buffer += await helper._stdout.receive_some(4096)
+        return helper
+
+    async def report(self) -> dict[str, Any]:
+        """The JSON line the helper prints once it has every event (it then exits)."""
+        while chunk := await self._stdout.receive_some(4096):
+            self._buffer += chunk
+        await self._process.wait()
+        report: dict[str, Any] = json.loads(self._buffer.split(b"ready\n", 1)[1])
+        return report
+
+
 # ---- 2. latency --------------------------------------------------------------------------------
 
 
@@ -61,21 +91,7 @@ async def api_latency(
             commits.append((time.perf_counter() - started) * 1000)
 
         files.write = timed_write  # type: ignore[method-assign]
-        proc = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                str(HERE / "_subscribers.py"),
-                "latency",
-                str(state_dir),
-                str(subscribers),
-                str(total),
-            ],
-            stdout=subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        buffer = b""
-        while b"ready\n" not in buffer:
-            buffer += await proc.stdout.receive_some(4096)
+        helper = await _Subscribers.start("latency", state_dir, subscribers, total)
         start = trio.current_time()
         gc.callbacks.append(on_gc)
         try:
@@ -84,13 +100,8 @@ async def api_latency(
                 await daemon.store.emit("bench.latency", "tick", detail={"t": time.monotonic()})
         finally:
             gc.callbacks.remove(on_gc)
-        while True:
-            chunk = await proc.stdout.receive_some(4096)
-            if not chunk:
-                break
-            buffer += chunk
-        await proc.wait()
-    stats: dict[str, Any] = json.loads(buffer.split(b"ready\n", 1)[1])
+        report = await helper.report()
+    stats: dict[str, Any] = report
     commits.sort()
     stats.update(
         {
@@ -145,30 +156,11 @@ async def api_fanout(state_dir: Path, *, subscribers: int, total: int) -> dict[s
     async with open_daemon(config) as daemon:
         tune_gc()
         alone = await _emit_flood(daemon, total)
-        proc = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                str(HERE / "_subscribers.py"),
-                "fanout",
-                str(state_dir),
-                str(subscribers),
-                str(total),
-            ],
-            stdout=subprocess.PIPE,
-        )
-        assert proc.stdout is not None
-        buffer = b""
-        while b"ready\n" not in buffer:
-            buffer += await proc.stdout.receive_some(4096)
+        helper = await _Subscribers.start("fanout", state_dir, subscribers, total)
         flood_started = time.monotonic()
         watched = await _emit_flood(daemon, total)
-        while True:
-            chunk = await proc.stdout.receive_some(4096)
-            if not chunk:
-                break
-            buffer += chunk
-        await proc.wait()
-    finished = json.loads(buffer.split(b"ready\n", 1)[1])["finished_monotonic"]
+        report = await helper.report()
+    finished = report["finished_monotonic"]
     rates = [total / (end - flood_started) for end in finished]
     return {
         "subscribers": subscribers,
