@@ -8,7 +8,6 @@ arrived, so a test can say *when* something appeared, not only that it did.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import struct
@@ -26,6 +25,7 @@ import trio
 from codexd.testing import FakeModelProvider, Reply, open_fake_provider, write_codex_home
 
 from .helpers import Serve, start_serve
+from .served import write_config
 
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 #: SGR sequences: the ones that colour or style text.
@@ -35,23 +35,6 @@ SGR = re.compile(rb"\x1b\[[0-9;]*m")
 def plain(data: bytes) -> str:
     """Terminal output without escape sequences and carriage returns."""
     return ANSI.sub(b"", data).replace(b"\r", b"").decode(errors="replace")
-
-
-def write_config(tmp_path: Path, env: dict[str, str], *, mode: str = "app-server") -> Path:
-    """A codexd.toml: state in ``tmp_path/state``, API on a free port, ``child.env``."""
-    lines = [
-        f'mode = "{mode}"',
-        f'state_dir = "{tmp_path / "state"}"',
-        "[child]",
-        "env = {" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + "}",
-        "[api]",
-        'listen = "ws://127.0.0.1:0"',
-        "[stop]",
-        "grace_s = 2",
-    ]
-    path = tmp_path / "codexd.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 async def cli(

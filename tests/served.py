@@ -7,6 +7,7 @@ tests can check them all against the API's JSON Schema.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -101,13 +102,21 @@ class Served:
 
 
 def write_config(
-    tmp_path: Path, env: dict[str, str], extra: list[str], api: Sequence[str] = ()
+    tmp_path: Path,
+    env: dict[str, str],
+    extra: Sequence[str] = (),
+    api: Sequence[str] = (),
+    *,
+    mode: str = "app-server",
 ) -> Path:
+    """A codexd.toml: ``mode``, state in ``tmp_path/state``, ``child.env``, the API on a free
+    port (plus ``api`` lines), a 2 s stop grace, then ``extra`` lines."""
     state = tmp_path / "state"
     lines = [
+        f'mode = "{mode}"',
         f'state_dir = "{state}"',
         "[child]",
-        "env = {" + ", ".join(f'{k} = "{v}"' for k, v in env.items()) + "}",
+        "env = {" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in env.items()) + "}",
         "[api]",
         'listen = "ws://127.0.0.1:0"',
         *api,

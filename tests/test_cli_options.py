@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from .cli_support import SGR, cli, pty_process, write_config
+from .cli_support import SGR, cli, pty_process
 from .helpers import start_serve
+from .served import write_config
 
 POSITIONS = ["before", "after"]
 
