@@ -56,7 +56,7 @@ class Serve:
         return self.process.returncode
 
 
-async def run_serve(
+async def run_codexd(
     nursery: trio.Nursery,
     args: list[str],
     env: dict[str, str] | None = None,
@@ -94,7 +94,7 @@ async def start_serve(
     """Start ``codexd ... serve`` and wait for its ready line (fails if it exits first)."""
     import json
 
-    process, out, err = await run_serve(nursery, args, env, preexec_fn)
+    process, out, err = await run_codexd(nursery, args, env, preexec_fn)
     with trio.fail_after(60):
         while b"\n" not in out:
             if process.returncode is not None or process.poll() is not None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import trio
@@ -13,6 +11,7 @@ import trio
 from codexd.testing import Reply
 
 from .cli_support import running_daemon
+from .helpers import run_codexd
 
 WORDS = ["Merged", "deltas", "read", "as", "one", "line."]
 
@@ -67,21 +66,8 @@ async def test_follow_starts_live_and_exits_3_when_the_daemon_goes_away(tmp_path
         stored = await daemon.cli("events", "--json")
         last_seq = max(json.loads(line)["seq"] for line in stored.stdout.decode().splitlines())
         argv = ["--config", str(daemon.config), "events", "--follow", "--json"]
-        follower = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "codexd", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        out, err = bytearray(), bytearray()
-
-        async def pump(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
-            async for chunk in stream:
-                into += chunk
-
         async with trio.open_nursery() as nursery:
-            assert follower.stdout is not None and follower.stderr is not None
-            nursery.start_soon(pump, follower.stdout, out)
-            nursery.start_soon(pump, follower.stderr, err)
+            follower, out, err = await run_codexd(nursery, argv)
             # The follower subscribes at some point after it starts: queue runs until one of
             # their events reaches it (each run makes events; none of them are stored ones).
             with trio.fail_after(60):

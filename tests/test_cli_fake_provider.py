@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import trio
 
 from .cli_support import cli
-from .helpers import start_serve
+from .helpers import run_codexd, start_serve
 
 
 async def test_fake_provider_daemon_runs_turns_and_approvals(tmp_path: Path) -> None:
@@ -48,20 +46,7 @@ async def test_fake_provider_daemon_runs_turns_and_approvals(tmp_path: Path) -> 
         assert "You said: hello daemon" in hello.stdout.decode()
 
         argv = ["turn", asking_session, "run touch demo.txt", "--wait", *shared]
-        turn = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "codexd", *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        out, err = bytearray(), bytearray()
-
-        async def pump(stream: trio.abc.ReceiveStream, into: bytearray) -> None:
-            async for chunk in stream:
-                into += chunk
-
-        assert turn.stdout is not None and turn.stderr is not None
-        nursery.start_soon(pump, turn.stdout, out)
-        nursery.start_soon(pump, turn.stderr, err)
+        turn, out, err = await run_codexd(nursery, argv)
         with trio.fail_after(60):
             while not re.search(rb"codexd approvals respond (\S+) accept\|decline", err):
                 assert turn.poll() is None, bytes(err)

@@ -94,9 +94,9 @@ async def test_serve_takes_config_and_state_dir_anywhere(tmp_path: Path, positio
 async def _serve_json(
     nursery: trio.Nursery, args: list[str]
 ) -> tuple[trio.Process, bytearray, bytearray]:
-    from .helpers import run_serve
+    from .helpers import run_codexd
 
-    process, out, err = await run_serve(nursery, args)
+    process, out, err = await run_codexd(nursery, args)
     with trio.fail_after(60):
         while b"\n" not in out:
             assert process.poll() is None, bytes(err)

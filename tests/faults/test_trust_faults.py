@@ -21,7 +21,7 @@ from codexd._store import Store
 from codexd.client import ApiError, open_client
 from codexd.testing import FakeAppServerScript
 
-from ..helpers import run_serve, start_serve
+from ..helpers import run_codexd, start_serve
 
 
 def write_config(tmp_path: Path, script: FakeAppServerScript | None = None, **extra: str) -> Path:
@@ -55,7 +55,7 @@ async def test_a_second_serve_on_the_same_state_dir_is_refused(tmp_path: Path) -
     async with trio.open_nursery() as nursery:
         first = await start_serve(nursery, ["--config", str(config), "serve"])
         api_json = (state / "api.json").read_text()
-        second, _out, err = await run_serve(nursery, ["--config", str(config), "serve"])
+        second, _out, err = await run_codexd(nursery, ["--config", str(config), "serve"])
         with trio.fail_after(20):
             code = await second.wait()
         assert code == 1
@@ -77,7 +77,7 @@ async def test_a_busy_port_is_one_line_and_exit_1(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         config = write_config(tmp_path, listen=f"ws://127.0.0.1:{port}")
         async with trio.open_nursery() as nursery:
-            process, _out, err = await run_serve(nursery, ["--config", str(config), "serve"])
+            process, _out, err = await run_codexd(nursery, ["--config", str(config), "serve"])
             with trio.fail_after(30):
                 assert await process.wait() == 1
     lines = bytes(err).decode().strip().splitlines()
@@ -102,7 +102,7 @@ async def test_unix_listen_serves_and_never_removes_a_foreign_file(tmp_path: Pat
     # A path that holds someone's file is refused, and the file is left as it was.
     sock.write_text("precious")
     async with trio.open_nursery() as nursery:
-        process, _out, err = await run_serve(nursery, ["--config", str(config), "serve"])
+        process, _out, err = await run_codexd(nursery, ["--config", str(config), "serve"])
         with trio.fail_after(30):
             assert await process.wait() == 1
     assert sock.read_text() == "precious"
@@ -333,7 +333,7 @@ async def test_an_empty_or_foreign_store_is_refused_not_replaced(
     before = db.read_bytes()
     config = write_config(tmp_path)
     async with trio.open_nursery() as nursery:
-        process, _out, err = await run_serve(nursery, ["--config", str(config), "serve"])
+        process, _out, err = await run_codexd(nursery, ["--config", str(config), "serve"])
         with trio.fail_after(30):
             assert await process.wait() == 1
     lines = bytes(err).decode().strip().splitlines()
