@@ -66,10 +66,10 @@ def turn_start(
         return
 
     async def work(client: ApiClient) -> dict[str, Any]:
-        since = await last_seq(client)
         accepted = await client.call("turn/start", compact(params))
+        # The answer's since: every event of the turn has a larger seq.
         return await _follow_turn(
-            ctx, client, session_id, accepted["turnId"], since, timeout, prompt
+            ctx, client, session_id, accepted["turnId"], accepted["since"], timeout, prompt
         )
 
     _finish(ctx, with_client(ctx, work))
