@@ -21,6 +21,7 @@ import re
 import sys
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -61,13 +62,7 @@ async def latency(state_dir: Path, count: int, total: int) -> None:
                 raise RuntimeError(f"connection closed after {seen} events")
         await stream.aclose()
 
-    async with trio.open_nursery() as nursery:
-        for _ in range(count):
-            nursery.start_soon(subscriber)
-        for _ in range(count):
-            await subscribed.acquire()
-        await trio.sleep(0.3)  # let the subscriptions register on the daemon side
-        print("ready", flush=True)
+    await _run(count, subscriber, subscribed)
     latencies.sort()
     print(
         json.dumps(
@@ -80,6 +75,19 @@ async def latency(state_dir: Path, count: int, total: int) -> None:
         ),
         flush=True,
     )
+
+
+async def _run(
+    count: int, subscriber: Callable[[], Awaitable[None]], subscribed: trio.Semaphore
+) -> None:
+    """Run ``count`` subscribers; print "ready" once all are subscribed; return when all end."""
+    async with trio.open_nursery() as nursery:
+        for _ in range(count):
+            nursery.start_soon(subscriber)
+        for _ in range(count):
+            await subscribed.acquire()
+        await trio.sleep(0.3)  # let the subscriptions register on the daemon side
+        print("ready", flush=True)
 
 
 def _subscribe_frame(type_prefix: str) -> bytes:
@@ -141,13 +149,7 @@ async def fanout(state_dir: Path, count: int, total: int) -> None:
         finished.append(time.monotonic())
         await stream.aclose()
 
-    async with trio.open_nursery() as nursery:
-        for _ in range(count):
-            nursery.start_soon(subscriber)
-        for _ in range(count):
-            await subscribed.acquire()
-        await trio.sleep(0.3)  # let the subscriptions register on the daemon side
-        print("ready", flush=True)
+    await _run(count, subscriber, subscribed)
     print(json.dumps({"finished_monotonic": finished}), flush=True)
 
 
