@@ -432,6 +432,10 @@ class Store:
                     first = await self._recv.receive()
                 except trio.EndOfChannel:
                     break
+                # Let the tasks that are ready run first (the reader, with the next stdout
+                # chunk): what they queue now joins this commit instead of waiting for the
+                # next one. Shielded: the items taken must reach _commit, which answers them.
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 batch = [first]
                 while len(batch) < MAX_BATCH:
                     try:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import trio
+import trio.testing
 import wsproto
 from wsproto import ConnectionType
 from wsproto.events import AcceptConnection, Request, TextMessage
@@ -16,6 +17,7 @@ from codexd._gc import tune_gc
 from codexd._jsonrpc import Connection
 from codexd._records import to_wire
 from codexd._store import Store
+from codexd._store_batch import Prepared
 from codexd._subscriptions import event_frames, event_payloads
 
 
@@ -185,3 +187,41 @@ async def test_raw_frames_reach_a_real_websocket_client_in_one_write(state_dir: 
     assert supported == [True]
     assert [m["params"]["event"] for m in got] == [to_wire(e) for e, _ in batch]
     assert {m["params"]["subscriptionId"] for m in got} == {"sub-9"}
+
+
+async def test_writes_queued_by_tasks_ready_with_the_store_join_its_commit(
+    state_dir: Path,
+) -> None:
+    # A wakes the store with its event and, in the same step, B (as the reader is woken by the
+    # next stdout chunk). Trio runs the tasks of one step in either order (it reverses the
+    # batch at random): the store must still take B's event into the same commit.
+    store = await Store.open(state_dir)
+    commits: list[list[str]] = []
+    write = store._files.write
+
+    def counting_write(prepared: Prepared) -> None:
+        commits.append([event.type for event, _line in prepared.events])
+        write(prepared)
+
+    store._files.write = counting_write  # type: ignore[method-assign]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            for n in range(20):
+                go, emitted = trio.Event(), trio.Event()
+
+                async def b(go: trio.Event = go, emitted: trio.Event = emitted, n: int = n) -> None:
+                    await go.wait()
+                    await store.emit(f"t.b{n}", "b")
+                    emitted.set()
+
+                nursery.start_soon(b)
+                await trio.testing.wait_all_tasks_blocked()  # B waits, the store is idle
+                await store.emit(f"t.a{n}", "a")
+                go.set()
+                await emitted.wait()
+                await store.record(f"t.sync{n}", "sync")  # A's and B's events are on disk
+            await store.close_input()
+    for n in range(20):
+        (with_a,) = [c for c in commits if f"t.a{n}" in c]
+        assert f"t.b{n}" in with_a, commits
