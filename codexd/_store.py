@@ -432,10 +432,13 @@ class Store:
                     first = await self._recv.receive()
                 except trio.EndOfChannel:
                     break
-                # Let the tasks that are ready run first (the reader, with the next stdout
-                # chunk): what they queue now joins this commit instead of waiting for the
-                # next one. Shielded: the items taken must reach _commit, which answers them.
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                # Let the tasks that are ready run first, for two scheduler passes (the pump
+                # hands a stdout chunk to the reader, which then queues its events): what they
+                # queue now joins this commit instead of waiting for the next one (a turn's
+                # first delta, right after its item/started). Shielded: the items taken must
+                # reach _commit, which answers them.
+                for _ in range(2):
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 batch = [first]
                 while len(batch) < MAX_BATCH:
                     try:

@@ -192,9 +192,10 @@ async def test_raw_frames_reach_a_real_websocket_client_in_one_write(state_dir: 
 async def test_writes_queued_by_tasks_ready_with_the_store_join_its_commit(
     state_dir: Path,
 ) -> None:
-    # A wakes the store with its event and, in the same step, B (as the reader is woken by the
-    # next stdout chunk). Trio runs the tasks of one step in either order (it reverses the
-    # batch at random): the store must still take B's event into the same commit.
+    # A wakes the store with its event and, in the same step, a relay task that wakes B (as the
+    # stdout pump hands the next chunk to the reader, which queues its events). Trio runs the
+    # tasks of one step in either order (it reverses the batch at random): the store must
+    # still take B's event into the same commit.
     store = await Store.open(state_dir)
     commits: list[list[str]] = []
     write = store._files.write
@@ -208,17 +209,22 @@ async def test_writes_queued_by_tasks_ready_with_the_store_join_its_commit(
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
             for n in range(20):
-                go, emitted = trio.Event(), trio.Event()
+                relay, go, emitted = trio.Event(), trio.Event(), trio.Event()
+
+                async def pump(relay: trio.Event = relay, go: trio.Event = go) -> None:
+                    await relay.wait()
+                    go.set()
 
                 async def b(go: trio.Event = go, emitted: trio.Event = emitted, n: int = n) -> None:
                     await go.wait()
                     await store.emit(f"t.b{n}", "b")
                     emitted.set()
 
+                nursery.start_soon(pump)
                 nursery.start_soon(b)
                 await trio.testing.wait_all_tasks_blocked()  # B waits, the store is idle
                 await store.emit(f"t.a{n}", "a")
-                go.set()
+                relay.set()
                 await emitted.wait()
                 await store.record(f"t.sync{n}", "sync")  # A's and B's events are on disk
             await store.close_input()
