@@ -72,6 +72,9 @@ async def api_latency(
     total = int(rate * seconds)
     gc_pauses: list[tuple[int, float]] = []
     commits: list[float] = []
+    #: Commits during which SQLite checkpointed its WAL into the database file: in WAL mode
+    #: only a checkpoint writes that file, so its modification time says which commits did.
+    checkpoints: list[float] = []
     gc_started = [0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
@@ -84,11 +87,17 @@ async def api_latency(
         tune_gc()
         files = daemon.store._files
         write = files.write
+        database = state_dir / "state.sqlite3"
+        modified = [database.stat().st_mtime_ns]
 
         def timed_write(prepared: Any) -> None:
             started = time.perf_counter()
             write(prepared)
-            commits.append((time.perf_counter() - started) * 1000)
+            took = (time.perf_counter() - started) * 1000
+            commits.append(took)
+            if (mtime := database.stat().st_mtime_ns) != modified[0]:
+                modified[0] = mtime
+                checkpoints.append(took)
 
         files.write = timed_write  # type: ignore[method-assign]
         helper = await _Subscribers.start("latency", state_dir, subscribers, total)
@@ -119,6 +128,8 @@ async def api_latency(
             "commit_p50_ms": commits[len(commits) // 2] if commits else None,
             "commit_p99_ms": commits[int(len(commits) * 0.99)] if commits else None,
             "commit_slowest_ms": [round(c, 2) for c in commits[-5:]],
+            "wal_checkpoints": len(checkpoints),
+            "wal_checkpoint_commit_ms": sorted(round(c, 2) for c in checkpoints),
         }
     )
     return stats

@@ -190,6 +190,17 @@ def _spread(values: list[float] | None, fmt: str) -> str:
     return "/".join(format(v, fmt) for v in values) if values else "n/a"
 
 
+def _checkpoints(lat: dict[str, Any]) -> str:
+    """The WAL checkpoints of a latency run: how many commits ran one, and how long those took."""
+    took = lat.get("wal_checkpoint_commit_ms") or []
+    if not took:
+        return "no WAL checkpoint"
+    return (
+        f"{len(took)} WAL checkpoints (their commits median {statistics.median(took):.1f} ms,"
+        f" max {took[-1]:.1f} ms)"
+    )
+
+
 def report(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     t, s, st, m = r["throughput"], r["startup"], r["store"], r["memory"]
     lat, fan, turns = r["latency"], r["fanout"], r["turns"]
@@ -232,7 +243,8 @@ def report(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             f"p99 {lat['p99_ms_min_median_max'][1]:.2f} ms (p50 {lat['p50_ms']:.2f})",
             f"p99 min/med/max {_spread(lat['p99_ms_min_median_max'], '.1f')} ms at 1k ev/s;"
             f" GC max gen0/1/2 {gc_max['0']:.1f}/{gc_max['1']:.1f}/{gc_max['2']:.1f} ms;"
-            f" commit p99 {lat['commit_p99_ms']:.1f} ms, slowest {lat['commit_slowest_ms'][-1]} ms",
+            f" commit p99 {lat['commit_p99_ms']:.1f} ms, slowest {lat['commit_slowest_ms'][-1]} ms;"
+            f" {_checkpoints(lat)}",
             "met" if lat["p99_ms_min_median_max"][1] <= 5 else "NOT met (p99 <= 5 ms)",
         )
     )
