@@ -269,9 +269,7 @@ class Store:
 
     async def _submit(self, item: Item) -> None:
         if self._input_closed or self.fault is not None:
-            if item.ack is not None:
-                raise StoreError(self._refusal())
-            self.dropped_events += len(item.events)
+            self._refuse(item)
             return
         try:
             # The fast path: no checkpoint (this runs once per streamed event).
@@ -282,11 +280,12 @@ class Store:
             try:
                 await self._send.send(item)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._refuse_late(item)
+                self._refuse(item)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._refuse_late(item)
+            self._refuse(item)
 
-    def _refuse_late(self, item: Item) -> None:
+    def _refuse(self, item: Item) -> None:
+        """A write the store will not take: a streamed one is counted, a waited-for one raises."""
         if item.ack is None:
             self.dropped_events += len(item.events)
             return
@@ -432,11 +431,9 @@ class Store:
                     first = await self._recv.receive()
                 except trio.EndOfChannel:
                     break
-                # Let the tasks that are ready run first, for two scheduler passes (the pump
-                # hands a stdout chunk to the reader, which then queues its events): what they
-                # queue now joins this commit instead of waiting for the next one (a turn's
-                # first delta, right after its item/started). Shielded: the items taken must
-                # reach _commit, which answers them.
+                # Two passes for ready tasks (the pump hands a chunk to the reader, which
+                # queues): a turn's first delta joins its item/started's commit instead of
+                # waiting for it. Shielded: taken items must reach _commit, which answers them.
                 for _ in range(2):
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 batch = [first]
