@@ -24,6 +24,20 @@ HERE = Path(__file__).parent
 # ---- 2c. real turns vs the official SDK ---------------------------------------------------------
 
 
+def turn_row(started: float, answered: float, first_delta: float, done: float, cpu: float) -> str:
+    """The JSON line each helper prints per turn (``time.perf_counter`` marks, and the
+    ``time.process_time`` at the start): milliseconds to the ``turn/start`` answer, to the first
+    agent-message delta, to the turn's end, and the helper's CPU time for the turn."""
+    return json.dumps(
+        {
+            "start_ms": (answered - started) * 1000,
+            "first_delta_ms": (first_delta - started) * 1000,
+            "turn_ms": (done - started) * 1000,
+            "cpu_ms": (time.process_time() - cpu) * 1000,
+        }
+    )
+
+
 class _Lockstep:
     """A turn-bench helper process driven one turn at a time (a line in, a JSON line out)."""
 

@@ -9,11 +9,11 @@ of this process: its threads included, the codex child not, as for codexd).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
+from _lockstep import turn_row
 from openai_codex import Codex
 from openai_codex.client import CodexConfig
 
@@ -35,13 +35,7 @@ def main(cwd: str) -> None:
                 if note.method == "item/agentMessage/delta" and first is None:
                     first = time.perf_counter()
             done = time.perf_counter()
-            row = {
-                "start_ms": (answered - started) * 1000,
-                "first_delta_ms": ((first or done) - started) * 1000,
-                "turn_ms": (done - started) * 1000,
-                "cpu_ms": (time.process_time() - cpu) * 1000,
-            }
-            print(json.dumps(row), flush=True)
+            print(turn_row(started, answered, first or done, done, cpu), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ sees), and the CPU time this client process spent on the turn. It ends at end of
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _lockstep import turn_row
 
 from codexd.client import open_client
 
@@ -62,13 +62,7 @@ async def main(state_dir: Path, cwd: str) -> None:
                         first = at
                     if event.get("type") == DONE:
                         break
-                row = {
-                    "start_ms": (answered - started) * 1000,
-                    "first_delta_ms": ((first or at) - started) * 1000,
-                    "turn_ms": (at - started) * 1000,
-                    "cpu_ms": (time.process_time() - cpu) * 1000,
-                }
-                print(json.dumps(row), flush=True)
+                print(turn_row(started, answered, first or at, at, cpu), flush=True)
             nursery.cancel_scope.cancel()
 
 
